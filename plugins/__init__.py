@@ -1,0 +1,1 @@
+"""The built-in wsolbench plugins: backbones, heads, methods, datasets and hierarchies."""

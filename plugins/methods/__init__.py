@@ -1,0 +1,1 @@
+"""Built-in WSOL methods, one module per method."""
