@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from wsolbench.errors import WsolbenchError
 from wsolbench.specs import Backbone, HeadSpec, Hierarchy, Method, Outputs
 
 
@@ -26,6 +27,11 @@ class WSOLModel(nn.Module):
         self.method = method
         self.hierarchy = hierarchy
         self.head_specs: list[HeadSpec] = method.head_specs(backbone.feature_info, hierarchy)
+        if not self.head_specs or self.head_specs[-1].label_level != hierarchy.depth - 1:
+            raise WsolbenchError(
+                f"method {type(method).__name__}: the last head must be trained on the fine labels "
+                f"(label_level {hierarchy.depth - 1}), its logits are the prediction; got {self.head_specs}"
+            )
         self.heads = nn.ModuleList(
             head_factory(backbone.feature_info[spec.level].channels, hierarchy.num_classes[spec.label_level], spec.k)
             for spec in self.head_specs

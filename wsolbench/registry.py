@@ -35,6 +35,11 @@ class Component:
         return declared_options(self.factory)
 
     @property
+    def option_types(self) -> dict[str, Any]:
+        """Declared options' type annotations (evaluated), where the factory gives them."""
+        return declared_option_types(self.factory)
+
+    @property
     def summary(self) -> str:
         """First line of the factory's docstring."""
         return (inspect.getdoc(self.factory) or "").split("\n", 1)[0]
@@ -47,6 +52,19 @@ def declared_options(factory: Callable[..., Any]) -> dict[str, Any]:
         name: param.default
         for name, param in signature.parameters.items()
         if param.kind is inspect.Parameter.KEYWORD_ONLY and param.default is not inspect.Parameter.empty
+    }
+
+
+def declared_option_types(factory: Callable[..., Any]) -> dict[str, Any]:
+    """The annotations of the declared options (missing or unresolvable ones are left out)."""
+    try:
+        signature = inspect.signature(factory, eval_str=True)
+    except (NameError, TypeError):
+        return {}
+    return {
+        name: param.annotation
+        for name, param in signature.parameters.items()
+        if param.kind is inspect.Parameter.KEYWORD_ONLY and param.annotation is not inspect.Parameter.empty
     }
 
 

@@ -78,7 +78,7 @@ class Hierarchy:
 
     def labels_at(self, fine_labels: Tensor, level: int) -> Tensor:
         """Map fine class ids ``(B,)`` to their ancestors' ids at ``level``."""
-        table = torch.as_tensor(self.ancestors[:, level], device=fine_labels.device)
+        table = torch.as_tensor(self.ancestors[:, level], dtype=torch.long, device=fine_labels.device)
         return table[fine_labels]
 
     @classmethod
@@ -172,6 +172,8 @@ class Method:
 
     * :meth:`head_specs` — which feature levels get a head, trained on which label level,
       with how many maps per class (CAM: one head on the deepest level, fine labels, K=1).
+    * :meth:`prepare_images` — a training-time batch transform (CAM: none; Hide-and-Seek
+      would hide random patches here).
     * :meth:`combine_maps` — how the K maps of a class become its class map (mean; a
       method may drop maps while training).
     * :meth:`loss` — the training loss (sum of each head's cross-entropy) plus any
@@ -185,6 +187,10 @@ class Method:
     def head_specs(self, feature_info: Sequence[FeatureLevel], hierarchy: Hierarchy) -> list[HeadSpec]:
         """Heads to build: CAM puts one K=1 head on the deepest level, fine labels."""
         return [HeadSpec(level=len(feature_info) - 1, label_level=hierarchy.depth - 1, k=1)]
+
+    def prepare_images(self, images: Tensor) -> Tensor:
+        """Training-time transform of a ``(B, 3, H, W)`` batch before the forward pass."""
+        return images
 
     def combine_maps(self, raw_maps: Tensor, *, training: bool) -> Tensor:
         """``(B, C, K, h, w)`` -> ``(B, C, h, w)``: the mean of each class's K maps."""

@@ -1,0 +1,218 @@
+"""evaluate_cache on small constructed caches whose answers are computed by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wsolbench.cache import CacheMeta, CacheWriter, read_cache
+from wsolbench.errors import UsageError
+from wsolbench.evaluate import evaluate_cache, per_image
+
+S = 10  # maps are S x S
+C = 6
+GT_BOX = np.array([[5, 5, 9, 9]])  # bottom-right 5x5 square, touching the image border
+
+
+def square_map(core: tuple[slice, slice]) -> np.ndarray:
+    """A 0.3 "halo" over the whole map, 1.0 on ``core``, one 0 pixel (so min 0, max 1).
+
+    Thresholds below 0.30 keep the halo (box = whole image, IoU 0.25 with GT_BOX); from
+    0.30 on only the core survives (``int(0.3 * 255) = 76`` and the halo is ``floor(76.5)
+    = 76``, not above it).
+    """
+    m = np.full((S, S), 0.3, dtype=np.float32)
+    m[core] = 1.0
+    m[0, S - 1] = 0.0
+    return m
+
+
+GOOD = square_map((slice(5, 10), slice(5, 10)))  # core == GT box: IoU 1 from t = 0.30 on
+BAD = square_map((slice(0, 3), slice(0, 3)))  # core far from the object: IoU 0
+
+
+def logits_ranking(order: list[int]) -> np.ndarray:
+    """Logits whose decreasing order is ``order``."""
+    logits = np.zeros(C, dtype=np.float32)
+    logits[order] = np.arange(C, 0, -1)
+    return logits
+
+
+# image: label, class ranking, GT-class map
+CASES = [
+    (0, [0, 1, 2, 3, 4, 5], GOOD),  # top-1 right, map good: every localization right
+    (1, [2, 1, 0, 3, 4, 5], GOOD),  # top-1 wrong, GT 2nd: top-5 loc right, top-1 loc wrong
+    (3, [3, 0, 1, 2, 4, 5], BAD),  # top-1 right, map bad: every localization wrong
+    (4, [0, 1, 2, 3, 5, 4], GOOD),  # GT ranked 6th: classification wrong, GT-known right
+]
+
+
+def build(tmp_path: Path, *, masks: bool) -> Path:
+    n = len(CASES)
+    path = tmp_path / "cache.h5"
+    with CacheWriter(
+        path,
+        meta=CacheMeta(method="cam", backbone="vgg16", dataset="toy", config={"seed": 0}),
+        num_images=n,
+        map_size=(S, S),
+        num_classes=C,
+        has_masks=masks,
+    ) as writer:
+        for i, (label, order, gt_map) in enumerate(CASES):
+            mask = np.zeros((1, S, S), np.uint8)
+            mask[0, 5:, 5:] = 1
+            writer.write_batch(
+                image_ids=[f"im{i}"],
+                labels=[label],
+                logits=logits_ranking(order)[None],
+                fused_pred=(GOOD if order[0] != label else gt_map)[None],
+                fused_gt=gt_map[None],
+                boxes=[GT_BOX],
+                masks=mask if masks else None,
+            )
+    return path
+
+
+def test_best_threshold_numbers(tmp_path: Path) -> None:
+    with read_cache(build(tmp_path, masks=False)) as cache:
+        metrics = evaluate_cache(cache, chunk_size=3)  # chunks of 3 and 1: counts must add up
+    assert metrics["num_images"] == 4
+    assert metrics["cls_err_top1"] == 50.0  # images 1 and 3
+    assert metrics["cls_err_top5"] == 25.0  # image 3
+    assert metrics["cam_threshold"] == pytest.approx(0.30)  # first threshold dropping the halo
+    assert metrics["loc_err_top1"] == 75.0  # only image 0
+    assert metrics["loc_err_top5"] == 50.0  # images 0 and 1
+    assert metrics["gt_known_loc"] == 75.0  # images 0, 1, 3
+    assert metrics["maxboxacc"] == 75.0
+    assert metrics["maxboxacc_v2"] == 75.0  # IoU 1 for the good maps, < 0.3 for the bad one
+    assert "pxap" not in metrics  # no masks
+
+
+def test_fixed_threshold(tmp_path: Path) -> None:
+    with read_cache(build(tmp_path, masks=False)) as cache:
+        low = evaluate_cache(cache, cam_threshold=0.2)  # halo kept: every box is the whole image
+        high = evaluate_cache(cache, cam_threshold=0.555)  # need not be on the grid
+        with pytest.raises(UsageError, match=r"cam_threshold must be in \[0, 1\)"):
+            evaluate_cache(cache, cam_threshold=1.0)
+    assert low["cam_threshold"] == pytest.approx(0.2)
+    assert (low["loc_err_top1"], low["loc_err_top5"], low["gt_known_loc"]) == (100.0, 100.0, 0.0)
+    assert low["maxboxacc"] == 75.0  # threshold-free metrics do not move
+    assert (high["loc_err_top1"], high["loc_err_top5"], high["gt_known_loc"]) == (75.0, 50.0, 75.0)
+    assert high["cam_threshold"] == 0.555
+
+
+def test_pxap_by_hand(tmp_path: Path) -> None:
+    # object pixels: 75 at 1.0 (good maps), 25 at 0.3 (bad map)
+    # background:     9 at 1.0 (bad core), 3 * 74 + 65 = 287 at 0.3, 4 at 0.0
+    # PR points from the top: (P = 75/84, R = 0.75), (P = 100/396, R = 1.0)
+    expected = 100 * (0.75 * 75 / 84 + 0.25 * 100 / 396)
+    with read_cache(build(tmp_path, masks=True)) as cache:
+        metrics = evaluate_cache(cache)
+    assert metrics["pxap"] == pytest.approx(expected, abs=1e-9)
+    assert metrics["loc_err_top1"] == 75.0  # float32 GT maps give the same boxes
+
+
+def test_agrees_with_box_accuracy_on_random_maps(tmp_path: Path) -> None:
+    from wsolbench.metrics import box_accuracy
+
+    rng = np.random.default_rng(3)
+    n, h, w = 23, 20, 24
+    yy, xx = np.mgrid[0:h, 0:w]
+    maps = []
+    for _ in range(n):
+        m = sum(
+            np.exp(-((yy - rng.uniform(0, h)) ** 2 + (xx - rng.uniform(0, w)) ** 2) / (2 * rng.uniform(1, 4) ** 2))
+            for _ in range(3)
+        )
+        maps.append((m - m.min()) / (m.max() - m.min()))
+    maps = np.asarray(maps, dtype=np.float32)
+    boxes = []
+    for _ in range(n):
+        x0, y0 = rng.integers(0, w // 2), rng.integers(0, h // 2)
+        boxes.append(np.array([[x0, y0, x0 + rng.integers(2, w // 2), y0 + rng.integers(2, h // 2)]]))
+    labels = rng.integers(0, C, n)
+    logits = rng.normal(size=(n, C)).astype(np.float32)
+    path = tmp_path / "cache.h5"
+    with CacheWriter(
+        path, meta=CacheMeta(method="cam", backbone="x", dataset="y"), num_images=n, map_size=(h, w), num_classes=C
+    ) as writer:
+        writer.write_batch(
+            image_ids=[str(i) for i in range(n)],
+            labels=labels,
+            logits=logits,
+            fused_pred=maps,
+            fused_gt=maps,
+            boxes=boxes,
+        )
+    with read_cache(path) as cache:
+        metrics = evaluate_cache(cache, chunk_size=4)
+        mba = box_accuracy(maps, boxes, iou_thresholds=(50,), multi_contour=False)
+        assert metrics["maxboxacc"] == pytest.approx(mba.value, abs=1e-9)
+        assert metrics["maxboxacc_v2"] == pytest.approx(box_accuracy(maps, boxes).value, abs=1e-9)
+        # top-1 loc at the chosen threshold from the per-image boxes
+        t = metrics["cam_threshold"]
+        images = per_image(cache, t)
+        top1 = logits.argmax(1) == labels
+        assert metrics["loc_err_top1"] == pytest.approx(100 * (1 - np.mean(top1 & images.loc_correct)), abs=1e-9)
+        assert metrics["gt_known_loc"] == pytest.approx(100 * np.mean(images.loc_correct), abs=1e-9)
+        assert metrics["gt_known_loc"] == pytest.approx(mba.curves[50][int(round(t / 0.01))], abs=1e-9)
+
+
+def test_per_image_boxes_and_iou_statistics(tmp_path: Path) -> None:
+    with read_cache(build(tmp_path, masks=False)) as cache:
+        images = per_image(cache, 0.5)
+        pred = per_image(cache, 0.5, which="pred")
+    assert images.image_ids == ["im0", "im1", "im2", "im3"]
+    np.testing.assert_allclose(images.iou, [1.0, 1.0, 0.0, 1.0])
+    for i in (0, 1, 3):
+        np.testing.assert_array_equal(images.boxes[i], GT_BOX[0])
+    assert images.boxes[2][0] == 0 and images.boxes[2][1] == 0  # the bad map's box is top-left
+    np.testing.assert_array_equal(images.cls_correct, [True, False, True, False])
+    np.testing.assert_allclose(pred.iou, [1.0, 1.0, 0.0, 1.0])
+    np.testing.assert_array_equal(images.loc_correct, [True, True, False, True])
+    stats = images.statistics()  # correct localizations only (IoU >= 0.5): DANet Fig. 8
+    assert stats.count == 3 and stats.fraction == 0.75 and stats.mean == 1.0 and stats.median == 1.0
+    assert stats.hist.sum() == 3 and stats.hist[-1] == 3
+
+
+def test_streamed_pxap_and_localization_match_the_metrics_module(tmp_path: Path) -> None:
+    from wsolbench.metrics import localization_errors, pxap
+
+    rng = np.random.default_rng(5)
+    n, h, w = 11, 16, 16
+    maps = rng.random((n, h, w)).astype(np.float32)
+    maps[:, 0, 0], maps[:, -1, -1] = 0.0, 1.0
+    masks = (rng.random((n, h, w)) < 0.4).astype(np.uint8)
+    masks[rng.random((n, h, w)) < 0.05] = 255  # ignored pixels
+    boxes = [np.array([[2, 3, 9, 12]])] * n
+    labels, logits = rng.integers(0, C, n), rng.normal(size=(n, C)).astype(np.float32)
+    path = tmp_path / "cache.h5"
+    with CacheWriter(
+        path,
+        meta=CacheMeta(method="cam", backbone="x", dataset="y"),
+        num_images=n,
+        map_size=(h, w),
+        num_classes=C,
+        has_masks=True,
+    ) as writer:
+        writer.write_batch(
+            image_ids=[str(i) for i in range(n)],
+            labels=labels,
+            logits=logits,
+            fused_pred=maps,
+            fused_gt=maps,
+            boxes=boxes,
+            masks=masks,
+        )
+    with read_cache(path) as cache:
+        metrics = evaluate_cache(cache, cam_threshold=0.35, chunk_size=4)
+    assert metrics["pxap"] == pytest.approx(pxap(maps, masks).value, abs=1e-9)
+    reference = localization_errors(maps, boxes, logits, labels, cam_threshold=0.35)
+    assert metrics["loc_err_top1"] == pytest.approx(reference.top1_loc_error, abs=1e-9)
+    assert metrics["loc_err_top5"] == pytest.approx(reference.top5_loc_error, abs=1e-9)
+    assert metrics["gt_known_loc"] == pytest.approx(reference.gt_known_loc, abs=1e-9)
+    assert metrics["cls_err_top1"] == pytest.approx(reference.top1_cls_error, abs=1e-9)
+    assert metrics["cls_err_top5"] == pytest.approx(reference.top5_cls_error, abs=1e-9)
+    assert metrics["maxboxacc"] == pytest.approx(reference.best_gt_known_loc, abs=1e-9)

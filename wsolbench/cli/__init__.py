@@ -1,0 +1,1 @@
+"""The ``wsolbench`` command line: one small module per command."""

@@ -1,0 +1,849 @@
+"""Compiled (numba) kernels behind :mod:`wsolbench.metrics`.
+
+Box metrics
+-----------
+The reference (wsolevaluation ``compute_bboxes_from_scoremaps``) binarises the
+uint8 map ``u = trunc(255 * map)`` at every CAM threshold ``t`` (foreground:
+``u > int(t * max(u))``) and calls ``cv2.findContours(RETR_TREE)`` on it. We get
+the same regions for *all* thresholds from two sweeps over the pixels, using
+union-find:
+
+* Only the distinct integer thresholds ``d_0 < ... < d_{D-1}`` matter. A pixel's
+  *band* ``b = #{j : d_j < u}`` says it is foreground at threshold ``j`` iff
+  ``b > j``. Pixels are counting-sorted by band (raster order inside a band).
+* **Foreground sweep** (bands descending, 8-connectivity): each pixel joins the
+  components of its already-present neighbours. Every component keeps its
+  bounding box, its doubled "window area" (see below) and its first pixel in
+  raster order. After each band the live components are the regions of one
+  threshold.
+* **Background sweep** (bands ascending, 4-connectivity, image frame = the sea):
+  background components not connected to the frame are the holes that OpenCV
+  reports as hole contours (``RETR_TREE``). Each keeps its bbox, doubled hole
+  contour area and first pixel.
+
+Which neighbours are "already present" is a local comparison of bands, so the
+8-bit neighbour pattern of every pixel is computed up front, and lookup tables
+(built once in Python below) give the groups of present neighbours that may
+belong to different components, the area increments, etc.
+
+Contour facts used (all verified against cv2 in ``tests/metrics``):
+
+* outer contour of a component: ``boundingRect`` = the component's pixel bbox;
+* hole contour: it runs through the foreground pixels 4-adjacent to the hole,
+  so its ``boundingRect`` is the hole's pixel bbox grown by one pixel;
+* ``cv2.contourArea`` of an outer contour = ``sum over 2x2 windows of f(#pixels
+  of the hole-filled component in the window)`` with ``f(4) = 1, f(3) = 1/2``,
+  else 0; that equals ``A(C) + sum_holes B(h)`` where ``A`` is the same window
+  sum over the component itself and ``B(h) = sum over windows of g(#hole
+  pixels)``, ``g(1) = 1/2, g(>=2) = 1`` (the hole contour's own area);
+* a hole contour's area never exceeds its parent's, parents precede children
+  and top-level contours come in reverse raster order of their first pixel, so
+  ``max(contours, key=cv2.contourArea)`` is the top-level component of largest
+  filled area, ties going to the one whose first pixel is last in raster order.
+
+PxAP
+----
+``_pxap_hist`` bins every score exactly as ``np.histogram`` does with explicit
+(non-uniform) edges: bin ``i`` holds ``edges[i] <= v < edges[i+1]``, the last
+bin also holds ``v == edges[-1]``; an arithmetic guess of the bin is corrected
+by comparisons with the actual float edges.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+# --------------------------------------------------------------------------------------
+# Neighbourhood lookup tables. Ring positions in raster order around the pixel p:
+#   0 NW  1 N  2 NE
+#   3 W   .    4 E
+#   5 SW  6 S  7 SE
+# A pattern is an 8-bit mask of ring positions that are already present.
+_RING_DY = (-1, -1, -1, 0, 0, 1, 1, 1)
+_RING_DX = (-1, 0, 1, -1, 1, -1, 0, 1)
+# the four 2x2 windows containing p, as ring positions of their other three pixels
+_WINDOWS = ((0, 1, 3), (1, 2, 4), (3, 5, 6), (4, 6, 7))
+
+
+def _groups(pattern: int, connectivity: int) -> list[int]:
+    """Representative ring positions of the groups of present neighbours that are
+    connected through the ring itself (so they are already in one component)."""
+    present = [(pattern >> i) & 1 for i in range(8)]
+    if connectivity == 4:
+        members = [i for i in (1, 3, 4, 6) if present[i]]
+        adjacent = lambda a, b: abs(_RING_DY[a] - _RING_DY[b]) + abs(_RING_DX[a] - _RING_DX[b]) == 1  # noqa: E731
+        nodes = [i for i in range(8) if present[i]]
+    else:
+        members = [i for i in range(8) if present[i]]
+        adjacent = lambda a, b: max(abs(_RING_DY[a] - _RING_DY[b]), abs(_RING_DX[a] - _RING_DX[b])) == 1  # noqa: E731
+        nodes = members
+    parent = {i: i for i in nodes}
+
+    def find(i):
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for a in nodes:
+        for b in nodes:
+            if a < b and adjacent(a, b):
+                parent[find(a)] = find(b)
+    reps = {}
+    for i in members:
+        reps.setdefault(find(i), i)
+    return sorted(reps.values())
+
+
+def _build_tables():
+    fg_groups = np.zeros((256, 5), np.int8)
+    bg_groups = np.zeros((256, 5), np.int8)
+    fg_area2 = np.zeros(256, np.int8)
+    bg_area2 = np.zeros(256, np.int8)
+    for pat in range(256):
+        for table, conn in ((fg_groups, 8), (bg_groups, 4)):
+            reps = _groups(pat, conn)
+            table[pat, 0] = len(reps)
+            table[pat, 1 : 1 + len(reps)] = reps
+        counts = [sum((pat >> i) & 1 for i in w) for w in _WINDOWS]
+        # doubled outer area: window of c others goes from f2(c) to f2(c + 1), f2 = (0,0,0,1,2)
+        fg_area2[pat] = sum(1 for c in counts if c >= 2)
+        # doubled hole area: g2 = (0, 1, 2, 2, 2)
+        bg_area2[pat] = sum(1 for c in counts if c <= 1)
+    return fg_groups, bg_groups, fg_area2, bg_area2
+
+
+FG_GROUPS, BG_GROUPS, FG_AREA2, BG_AREA2 = _build_tables()
+
+@njit(cache=True, nogil=True, inline="always")
+def _find(parent, a):
+    r = a
+    while parent[r] != r:
+        r = parent[r]
+    while parent[a] != r:  # path compression
+        n = parent[a]
+        parent[a] = r
+        a = n
+    return r
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _better(n1, d1, n2, d2):
+    """n1/d1 > n2/d2 for non-negative numerators and positive denominators."""
+    return n1 * d2 > n2 * d1
+
+
+@njit(cache=True, nogil=True)
+def _box_vs_gt(x0, y0, x1, y1, gt):
+    """Best (intersection, union) of one box against all GT boxes, +1 (inclusive) areas."""
+    bn = np.int64(0)
+    bd = np.int64(1)
+    area = (x1 - x0 + 1) * (y1 - y0 + 1)
+    for g in range(gt.shape[0]):
+        gx0 = gt[g, 0]
+        gy0 = gt[g, 1]
+        gx1 = gt[g, 2]
+        gy1 = gt[g, 3]
+        iw = min(x1, gx1) - max(x0, gx0) + 1
+        ih = min(y1, gy1) - max(y0, gy0) + 1
+        inter = np.int64(0)
+        if iw > 0 and ih > 0:
+            inter = np.int64(iw) * ih
+        union = area + (gx1 - gx0 + 1) * (gy1 - gy0 + 1) - inter
+        if union <= 0:  # degenerate (cannot happen for valid boxes): IoU 0 like the reference
+            continue
+        if _better(inter, union, bn, bd):
+            bn = inter
+            bd = union
+    return bn, bd
+
+
+@njit(cache=True, nogil=True)
+def _alloc(H, W):
+    """Per-thread workspace for maps of size (H, W), padded by a one-pixel frame.
+
+    Layout: 0 band, 1 filled, 2 fgpat, 3 bgpat, 4 lab, 5 (unused), 6 order, 7 cnt,
+    then per-label arrays 8 parent, 9-12 bbox x0 y0 x1 y1, 13 first pixel,
+    14 doubled area, 15 live list, 16 position in the live list.
+    """
+    Wp = W + 2
+    n = (H + 2) * Wp
+    npx = H * W
+    m = npx + 2
+    band = np.empty(n, np.int16)
+    filled = np.empty(n, np.int16)
+    fgpat = np.zeros(n, np.uint8)
+    bgpat = np.zeros(n, np.uint8)
+    lab = np.empty(n, np.int32)
+    unused = np.empty(0, np.int32)
+    order = np.empty(npx, np.int32)
+    cnt = np.empty(260, np.int64)
+    parent = np.empty(m, np.int32)
+    bx0 = np.empty(m, np.int32)
+    by0 = np.empty(m, np.int32)
+    bx1 = np.empty(m, np.int32)
+    by1 = np.empty(m, np.int32)
+    first = np.empty(m, np.int32)
+    area2 = np.empty(m, np.int64)
+    live = np.empty(m, np.int32)
+    livepos = np.empty(m, np.int32)
+    return (band, filled, fgpat, bgpat, lab, unused, order, cnt, parent, bx0, by0, bx1, by1, first, area2, live,
+            livepos)
+
+
+@njit(cache=True, nogil=True)
+def _quantize(img, thr_t, band, dvals, kmap):
+    """uint8 quantisation ``trunc(255 * v)``, distinct thresholds and bands.
+
+    Returns ``(D, valid)``: ``dvals[:D]`` are the distinct integer thresholds
+    ``int(t * max)`` (sorted), ``kmap[k]`` the index of threshold k among
+    them, ``band`` (padded, frame -1) the number of distinct thresholds below each
+    pixel's uint8 value. ``valid`` is False if a value is NaN or outside [0, 1].
+    """
+    H, W = img.shape
+    Wp = W + 2
+    valid = True
+    top = 0
+    for y in range(H):
+        row = (y + 1) * Wp + 1
+        for x in range(W):
+            v = np.float64(img[y, x])
+            if not (v >= 0.0 and v <= 1.0):
+                valid = False
+                v = 0.0
+            q = np.int64(v * 255.0)
+            band[row + x] = q
+            top = max(top, q)
+    T = thr_t.shape[0]
+    dk = np.empty(T, np.int64)
+    for k in range(T):
+        dk[k] = np.int64(thr_t[k] * np.float64(top))
+    uniq = np.unique(dk)
+    D = uniq.shape[0]
+    for j in range(D):
+        dvals[j] = uniq[j]
+    for k in range(T):
+        kmap[k] = np.searchsorted(uniq, dk[k])
+    lut = np.empty(256, np.int16)
+    j = 0
+    for v in range(256):
+        while j < D and dvals[j] < v:
+            j += 1
+        lut[v] = j
+    for y in range(H):
+        row = (y + 1) * Wp + 1
+        for x in range(W):
+            band[row + x] = lut[band[row + x]]
+    for x in range(Wp):
+        band[x] = -1
+        band[(H + 1) * Wp + x] = -1
+    for y in range(H + 2):
+        band[y * Wp] = -1
+        band[y * Wp + W + 1] = -1
+    return D, valid
+
+
+@njit(cache=True, nogil=True)
+def _patterns(H, W, band, fgpat, bgpat, want_fg, want_bg):
+    """8-bit neighbour patterns of every pixel (row-wise, vectorisable).
+
+    Neighbour q of p is handled before p in the descending (foreground) sweep iff
+    band[q] > band[p], or band[q] == band[p] and q precedes p in raster order; the
+    ascending (background) sweep mirrors this. The frame (band -1) is never
+    foreground and always background.
+    """
+    Wp = W + 2
+    for y in range(H):
+        row = (y + 1) * Wp + 1
+        up = band[row - Wp - 1: row - Wp + 1 + W]
+        mid = band[row - 1: row + 1 + W]
+        dn = band[row + Wp - 1: row + Wp + 1 + W]
+        if want_fg:
+            out = fgpat[row: row + W]
+            for x in range(W):
+                b = mid[x + 1]
+                v = np.uint8(up[x] >= b)
+                v |= np.uint8(up[x + 1] >= b) << np.uint8(1)
+                v |= np.uint8(up[x + 2] >= b) << np.uint8(2)
+                v |= np.uint8(mid[x] >= b) << np.uint8(3)
+                v |= np.uint8(mid[x + 2] > b) << np.uint8(4)
+                v |= np.uint8(dn[x] > b) << np.uint8(5)
+                v |= np.uint8(dn[x + 1] > b) << np.uint8(6)
+                v |= np.uint8(dn[x + 2] > b) << np.uint8(7)
+                out[x] = v
+        if want_bg:
+            out = bgpat[row: row + W]
+            for x in range(W):
+                b = mid[x + 1]
+                v = np.uint8(up[x] <= b)
+                v |= np.uint8(up[x + 1] <= b) << np.uint8(1)
+                v |= np.uint8(up[x + 2] <= b) << np.uint8(2)
+                v |= np.uint8(mid[x] <= b) << np.uint8(3)
+                v |= np.uint8(mid[x + 2] < b) << np.uint8(4)
+                v |= np.uint8(dn[x] < b) << np.uint8(5)
+                v |= np.uint8(dn[x + 1] < b) << np.uint8(6)
+                v |= np.uint8(dn[x + 2] < b) << np.uint8(7)
+                out[x] = v
+
+
+@njit(cache=True, nogil=True)
+def _sort(H, W, D, band, order, cnt, keep):
+    """Counting sort of pixels by band, descending, raster order inside a band.
+
+    With ``keep`` non-empty, only pixels with ``keep[p] != 0`` are sorted. ``cnt[b]``
+    counts the sorted pixels of band b; the segment of band b starts at
+    ``sum(cnt[c] for c > b)``. Returns the number of sorted pixels.
+    """
+    Wp = W + 2
+    for b in range(D + 2):
+        cnt[b] = 0
+    masked = keep.shape[0] > 0
+    for y in range(H):
+        row = (y + 1) * Wp + 1
+        for x in range(W):
+            p = row + x
+            if masked and keep[p] == 0:
+                continue
+            cnt[band[p]] += 1
+    start = np.empty(D + 2, np.int64)
+    s = 0
+    for b in range(D, -1, -1):
+        start[b] = s
+        s += cnt[b]
+    for y in range(H):
+        row = (y + 1) * Wp + 1
+        for x in range(W):
+            p = row + x
+            if masked and keep[p] == 0:
+                continue
+            b = band[p]
+            order[start[b]] = (y << 16) | x
+            start[b] += 1
+    return s
+
+
+@njit(cache=True, nogil=True)
+def _fill_holes(H, W, D, band, filled, queue, inq):
+    """Hole-filled bands (grey-level reconstruction by erosion from the frame,
+    4-connectivity; Vincent's hybrid algorithm: raster scan, anti-raster scan, FIFO).
+
+    ``filled[p]`` = min over 4-paths from the frame to p of the max band on the path:
+    p is background connected to the border ("sea") exactly at thresholds
+    j >= filled[p]; ``filled[p] > band[p]`` marks the pixels that are in a hole at
+    some threshold. Bands ``filled`` define the hole-filled components whose
+    contours are the reference's outer contours.
+    """
+    Wp = W + 2
+    n = (H + 2) * Wp
+    for i in range(n):
+        filled[i] = band[i]  # frame keeps -1
+        inq[i] = 0
+    for y in range(H):
+        row = (y + 1) * Wp + 1
+        for x in range(W):
+            filled[row + x] = D
+    # raster scan: causal neighbours N, W (the running value stays in a register)
+    for y in range(H):
+        row = (y + 1) * Wp + 1
+        left = np.int16(-1)
+        for x in range(W):
+            p = row + x
+            v = min(filled[p - Wp], left)
+            b = band[p]
+            if b > v:
+                v = b
+            filled[p] = v
+            left = v
+    # anti-raster scan: causal neighbours S, E; queue pixels that can still lower a neighbour
+    qt = 0
+    for y in range(H - 1, -1, -1):
+        row = (y + 1) * Wp + 1
+        right = np.int16(-1)
+        for x in range(W - 1, -1, -1):
+            p = row + x
+            fe = right
+            fs = filled[p + Wp]
+            v = min(filled[p], fs, fe)
+            b = band[p]
+            if b > v:
+                v = b
+            filled[p] = v
+            right = v
+            if (fs > v and fs > band[p + Wp]) or (fe > v and fe > band[p + 1]):
+                queue[qt] = p
+                inq[p] = 1
+                qt += 1
+    # FIFO propagation (circular buffer)
+    qh = 0
+    cap = queue.shape[0]
+    size = qt
+    while size > 0:
+        p = queue[qh]
+        qh += 1
+        if qh == cap:
+            qh = 0
+        size -= 1
+        inq[p] = 0
+        v = filled[p]
+        for d in range(4):
+            if d == 0:
+                q = p - Wp
+            elif d == 1:
+                q = p - 1
+            elif d == 2:
+                q = p + 1
+            else:
+                q = p + Wp
+            fq = filled[q]
+            if fq > v and fq != band[q]:
+                b = band[q]
+                filled[q] = v if v > b else b
+                if inq[q] == 0:  # each pixel at most once in the queue: size <= H * W
+                    inq[q] = 1
+                    tail = qh + size
+                    if tail >= cap:
+                        tail -= cap
+                    queue[tail] = q
+                    size += 1
+
+
+@njit(cache=True, nogil=True)
+def _bg_sweep(H, W, D, ws, gt, total, restricted, hole_n, hole_d, hole_box):
+    """Ascending background sweep (4-connectivity); label 0 is the sea (the frame
+    and all background connected to it), every other component is a hole.
+
+    ``order``/``cnt`` hold the ``total`` sorted pixels. With ``restricted``, only the
+    pixels in a hole at some threshold (filled > band) and their 4-neighbours were
+    sorted (``_hole_keep``); the others are sea whenever they are background, and a
+    sorted pixel with filled == band joins the sea with everything it touches.
+    Per threshold j: the hole-contour box (hole bbox grown by one pixel, clipped) of
+    best IoU into hole_n/hole_d/hole_box[j] (hole_d[j] == 0: no hole).
+    """
+    band, filled, bgpat, lab, order, cnt = ws[0], ws[1], ws[3], ws[4], ws[6], ws[7]
+    parent, bx0, by0, bx1, by1, live, livepos = ws[8], ws[9], ws[10], ws[11], ws[12], ws[15], ws[16]
+    Wp = W + 2
+    n = (H + 2) * Wp
+    off = np.array([-Wp - 1, -Wp, -Wp + 1, -1, 1, Wp - 1, Wp, Wp + 1], np.int64)
+    for j in range(D):
+        hole_n[j] = 0
+        hole_d[j] = 0
+    if total == 0:
+        return
+    for i in range(n):
+        lab[i] = 0
+    parent[0] = 0
+    nlab = 1
+    nlive = 0
+    acc = np.int64(0)
+    for b in range(0, D):
+        acc += cnt[b]
+        s0 = total - acc
+        for jj in range(s0, s0 + cnt[b]):
+            yx = order[jj]
+            y = yx >> 16
+            x = yx & 0xFFFF
+            p = (y + 1) * Wp + x + 1
+            pat = bgpat[p]
+            ng = BG_GROUPS[pat, 0]
+            if restricted and filled[p] <= band[p]:
+                # never in a hole: sea from its own band on, and so is everything it touches
+                for g in range(1, ng + 1):
+                    l2 = _find(parent, lab[p + off[BG_GROUPS[pat, g]]])
+                    if l2 != 0:
+                        parent[l2] = 0
+                        k = livepos[l2]
+                        nlive -= 1
+                        last = live[nlive]
+                        live[k] = last
+                        livepos[last] = k
+                lab[p] = 0
+                continue
+            if ng == 0:
+                lb = nlab
+                nlab += 1
+                parent[lb] = lb
+                bx0[lb] = x
+                bx1[lb] = x
+                by0[lb] = y
+                by1[lb] = y
+                live[nlive] = lb
+                livepos[lb] = nlive
+                nlive += 1
+                lab[p] = lb
+                continue
+            lb = _find(parent, lab[p + off[BG_GROUPS[pat, 1]]])
+            for g in range(2, ng + 1):
+                l2 = _find(parent, lab[p + off[BG_GROUPS[pat, g]]])
+                if l2 != lb:
+                    if l2 < lb:  # the sea (label 0) always stays the root
+                        lb, l2 = l2, lb
+                    parent[l2] = lb
+                    k = livepos[l2]
+                    nlive -= 1
+                    last = live[nlive]
+                    live[k] = last
+                    livepos[last] = k
+                    if lb != 0:
+                        bx0[lb] = min(bx0[lb], bx0[l2])
+                        by0[lb] = min(by0[lb], by0[l2])
+                        bx1[lb] = max(bx1[lb], bx1[l2])
+                        by1[lb] = max(by1[lb], by1[l2])
+            lab[p] = lb
+            if lb != 0:
+                if x < bx0[lb]:
+                    bx0[lb] = x
+                if x > bx1[lb]:
+                    bx1[lb] = x
+                if y < by0[lb]:
+                    by0[lb] = y
+                if y > by1[lb]:
+                    by1[lb] = y
+        bn = np.int64(0)
+        bd = np.int64(1)
+        bi = -1
+        for li in range(nlive):
+            r = live[li]
+            cn, cd = _box_vs_gt(bx0[r] - 1, by0[r] - 1, min(bx1[r] + 2, W - 1), min(by1[r] + 2, H - 1), gt)
+            if bi < 0 or _better(cn, cd, bn, bd):
+                bn = cn
+                bd = cd
+                bi = r
+        if bi >= 0:
+            hole_n[b] = bn
+            hole_d[b] = bd
+            hole_box[b, 0] = bx0[bi] - 1
+            hole_box[b, 1] = by0[bi] - 1
+            hole_box[b, 2] = min(bx1[bi] + 2, W - 1)
+            hole_box[b, 3] = min(by1[bi] + 2, H - 1)
+
+
+@njit(cache=True, nogil=True)
+def _fg_sweep(H, W, D, ws, gt, multi, hole_n, hole_d, hole_box, out_n, out_d, out_box):
+    """Descending foreground sweep (8-connectivity). For every threshold j < D: the
+    chosen box and its best (intersection, union) against the GT boxes.
+
+    ``multi``: the best box over all components and (via hole_*) hole contours.
+    Otherwise the component of largest window area (ties: first pixel last in
+    raster order); run on the hole-filled bands this is the reference's
+    ``max(contours, key=cv2.contourArea)``.
+    """
+    band, fgpat, lab, order, cnt = ws[0], ws[2], ws[4], ws[6], ws[7]
+    parent, bx0, by0, bx1, by1, first, area2, live, livepos = (
+        ws[8], ws[9], ws[10], ws[11], ws[12], ws[13], ws[14], ws[15], ws[16])
+    Wp = W + 2
+    n = (H + 2) * Wp
+    off = np.array([-Wp - 1, -Wp, -Wp + 1, -1, 1, Wp - 1, Wp, Wp + 1], np.int64)
+    for i in range(n):
+        lab[i] = -1
+    nlab = 0
+    nlive = 0
+    jj = 0
+    for b in range(D, 0, -1):
+        s1 = jj + cnt[b]
+        while jj < s1:
+            yx = order[jj]
+            jj += 1
+            y = yx >> 16
+            x = yx & 0xFFFF
+            p = (y + 1) * Wp + x + 1
+            pat = fgpat[p]
+            ng = FG_GROUPS[pat, 0]
+            if ng == 0:
+                lb = nlab
+                nlab += 1
+                parent[lb] = lb
+                bx0[lb] = x
+                bx1[lb] = x
+                by0[lb] = y
+                by1[lb] = y
+                first[lb] = yx
+                area2[lb] = 0
+                live[nlive] = lb
+                livepos[lb] = nlive
+                nlive += 1
+                lab[p] = lb
+                continue
+            lb = _find(parent, lab[p + off[FG_GROUPS[pat, 1]]])
+            for g in range(2, ng + 1):
+                l2 = _find(parent, lab[p + off[FG_GROUPS[pat, g]]])
+                if l2 != lb:
+                    if l2 < lb:
+                        lb, l2 = l2, lb
+                    parent[l2] = lb
+                    bx0[lb] = min(bx0[lb], bx0[l2])
+                    by0[lb] = min(by0[lb], by0[l2])
+                    bx1[lb] = max(bx1[lb], bx1[l2])
+                    by1[lb] = max(by1[lb], by1[l2])
+                    first[lb] = min(first[lb], first[l2])
+                    area2[lb] += area2[l2]
+                    k = livepos[l2]
+                    nlive -= 1
+                    last = live[nlive]
+                    live[k] = last
+                    livepos[last] = k
+            if x < bx0[lb]:
+                bx0[lb] = x
+            if x > bx1[lb]:
+                bx1[lb] = x
+            if y < by0[lb]:
+                by0[lb] = y
+            if y > by1[lb]:
+                by1[lb] = y
+            if yx < first[lb]:
+                first[lb] = yx
+            area2[lb] += FG_AREA2[pat]
+            lab[p] = lb
+        j = b - 1
+        if nlive == 0:  # nothing above the threshold: the reference's box [0, 0, 0, 0]
+            cn, cd = _box_vs_gt(0, 0, 0, 0, gt)
+            out_n[j] = cn
+            out_d[j] = cd
+            out_box[j, 0] = 0
+            out_box[j, 1] = 0
+            out_box[j, 2] = 0
+            out_box[j, 3] = 0
+            continue
+        if multi:
+            bn = np.int64(0)
+            bd = np.int64(1)
+            bi = -1
+            for li in range(nlive):
+                r = live[li]
+                cn, cd = _box_vs_gt(bx0[r], by0[r], min(bx1[r] + 1, W - 1), min(by1[r] + 1, H - 1), gt)
+                if bi < 0 or _better(cn, cd, bn, bd):
+                    bn = cn
+                    bd = cd
+                    bi = r
+            out_n[j] = bn
+            out_d[j] = bd
+            out_box[j, 0] = bx0[bi]
+            out_box[j, 1] = by0[bi]
+            out_box[j, 2] = min(bx1[bi] + 1, W - 1)
+            out_box[j, 3] = min(by1[bi] + 1, H - 1)
+            if hole_d[j] > 0 and _better(hole_n[j], hole_d[j], bn, bd):
+                out_n[j] = hole_n[j]
+                out_d[j] = hole_d[j]
+                for c in range(4):
+                    out_box[j, c] = hole_box[j, c]
+        else:
+            bi = live[0]
+            for li in range(1, nlive):
+                r = live[li]
+                if area2[r] > area2[bi] or (area2[r] == area2[bi] and first[r] > first[bi]):
+                    bi = r
+            cx1 = min(bx1[bi] + 1, W - 1)
+            cy1 = min(by1[bi] + 1, H - 1)
+            cn, cd = _box_vs_gt(bx0[bi], by0[bi], cx1, cy1, gt)
+            out_n[j] = cn
+            out_d[j] = cd
+            out_box[j, 0] = bx0[bi]
+            out_box[j, 1] = by0[bi]
+            out_box[j, 2] = cx1
+            out_box[j, 3] = cy1
+
+
+@njit(cache=True, nogil=True)
+def _hole_keep(H, W, band, filled, keep):
+    """keep[p] = 1 for pixels in a hole at some threshold and their 4-neighbours."""
+    Wp = W + 2
+    n = (H + 2) * Wp
+    for i in range(n):
+        keep[i] = 0
+    for y in range(H):
+        row = (y + 1) * Wp + 1
+        for x in range(W):
+            p = row + x
+            if filled[p] > band[p]:
+                keep[p] = 1
+                keep[p - 1] = 1
+                keep[p + 1] = 1
+                keep[p - Wp] = 1
+                keep[p + Wp] = 1
+    # the frame is never sorted
+    for x in range(Wp):
+        keep[x] = 0
+        keep[(H + 1) * Wp + x] = 0
+    for y in range(H + 2):
+        keep[y * Wp] = 0
+        keep[y * Wp + W + 1] = 0
+
+
+@njit(cache=True, nogil=True)
+def _image_boxes(img, thr_t, gt, multi, ws, dvals, kmap, hole_n, hole_d, hole_box, out_n, out_d, out_box):
+    """One image, all thresholds: out_n/out_d/out_box[j] for the D distinct thresholds.
+
+    Returns ``(D, valid)``.
+    """
+    H, W = img.shape
+    band, filled, fgpat, bgpat, lab, order, cnt = ws[0], ws[1], ws[2], ws[3], ws[4], ws[6], ws[7]
+    D, valid = _quantize(img, thr_t, band, dvals, kmap)
+    if multi:
+        # one sort serves both sweeps; the background sweep finds the holes
+        _patterns(H, W, band, fgpat, bgpat, True, True)
+        total = _sort(H, W, D, band, order, cnt, lab[:0])
+        _bg_sweep(H, W, D, ws, gt, total, False, hole_n, hole_d, hole_box)
+    else:
+        # single contour: components of the hole-filled map
+        _fill_holes(H, W, D, band, filled, order, lab)
+        Wp = W + 2
+        n = (H + 2) * Wp
+        for i in range(n):
+            band[i] = filled[i]
+        _patterns(H, W, band, fgpat, bgpat, True, False)
+        _sort(H, W, D, band, order, cnt, lab[:0])
+    _fg_sweep(H, W, D, ws, gt, multi, hole_n, hole_d, hole_box, out_n, out_d, out_box)
+    return D, valid
+
+
+@njit(cache=True, nogil=True)
+def _chunk_boxes(maps, gt_flat, gt_off, thr_t, multi, iou_thr, eligible, i0, i1, counts, want_k, best_iou,
+                 best_box, invalid):
+    """Images i0..i1-1: counts[s, a, k] += 1 when image i is eligible[s, i] and its best
+    IoU at CAM threshold k is >= iou_thr[a]; when want_k >= 0 also the best IoU and
+    box at threshold index want_k."""
+    N, H, W = maps.shape
+    T = thr_t.shape[0]
+    ws = _alloc(H, W)
+    dvals = np.empty(T + 1, np.int64)
+    kmap = np.empty(T, np.int64)
+    nd = min(T, 256) + 2
+    hole_n = np.zeros(nd, np.int64)
+    hole_d = np.zeros(nd, np.int64)
+    hole_box = np.zeros((nd, 4), np.int64)
+    out_n = np.zeros(nd, np.int64)
+    out_d = np.ones(nd, np.int64)
+    out_box = np.zeros((nd, 4), np.int64)
+    iou = np.empty(nd, np.float64)
+    S = eligible.shape[0]
+    A = iou_thr.shape[0]
+    for i in range(i0, i1):
+        gt = gt_flat[gt_off[i]:gt_off[i + 1]]
+        D, valid = _image_boxes(maps[i], thr_t, gt, multi, ws, dvals, kmap, hole_n, hole_d, hole_box,
+                                out_n, out_d, out_box)
+        if not valid:
+            invalid[i] = 1
+        for j in range(D):
+            iou[j] = out_n[j] / out_d[j]
+        for k in range(T):
+            v = iou[kmap[k]]
+            for a in range(A):
+                if v >= iou_thr[a]:
+                    for s in range(S):
+                        if eligible[s, i]:
+                            counts[s, a, k] += 1
+        if want_k >= 0:
+            j = kmap[want_k]
+            best_iou[i] = iou[j]
+            for c in range(4):
+                best_box[i, c] = out_box[j, c]
+
+
+@njit(cache=True, nogil=True)
+def image_curve(img, thr_t, gt, multi):
+    """One image: best IoU (T,) and chosen box (T, 4) at every CAM threshold (for tests/diagnostics)."""
+    H, W = img.shape
+    T = thr_t.shape[0]
+    ws = _alloc(H, W)
+    dvals = np.empty(T + 1, np.int64)
+    kmap = np.empty(T, np.int64)
+    nd = min(T, 256) + 2
+    hole_n = np.zeros(nd, np.int64)
+    hole_d = np.zeros(nd, np.int64)
+    hole_box = np.zeros((nd, 4), np.int64)
+    out_n = np.zeros(nd, np.int64)
+    out_d = np.ones(nd, np.int64)
+    out_box = np.zeros((nd, 4), np.int64)
+    D, valid = _image_boxes(img, thr_t, gt, multi, ws, dvals, kmap, hole_n, hole_d, hole_box, out_n, out_d,
+                            out_box)
+    ious = np.empty(T, np.float64)
+    boxes = np.empty((T, 4), np.int64)
+    for k in range(T):
+        j = kmap[k]
+        ious[k] = out_n[j] / out_d[j]
+        for c in range(4):
+            boxes[k, c] = out_box[j, c]
+    return ious, boxes, valid
+
+
+@njit(cache=True, parallel=True)
+def box_counts_kernel(maps, gt_flat, gt_off, thr_t, multi, iou_thr, eligible, nchunks, want_k):
+    """Parallel driver over chunks of images.
+
+    Returns ``counts`` (S, A, T) int64, ``best_iou`` (N,), ``best_box`` (N, 4) (only
+    filled when ``want_k >= 0``) and ``invalid`` (N,) uint8 flags.
+    """
+    N = maps.shape[0]
+    T = thr_t.shape[0]
+    S = eligible.shape[0]
+    A = iou_thr.shape[0]
+    part = np.zeros((nchunks, S, A, T), np.int64)
+    best_iou = np.zeros(N, np.float64)
+    best_box = np.zeros((N, 4), np.int64)
+    invalid = np.zeros(N, np.uint8)
+    for c in prange(nchunks):
+        i0 = (N * c) // nchunks
+        i1 = (N * (c + 1)) // nchunks
+        _chunk_boxes(maps, gt_flat, gt_off, thr_t, multi, iou_thr, eligible, i0, i1, part[c], want_k, best_iou,
+                     best_box, invalid)
+    counts = np.zeros((S, A, T), np.int64)
+    for c in range(nchunks):
+        counts += part[c]
+    return counts, best_iou, best_box, invalid
+
+
+# --------------------------------------------------------------------------------------
+# PxAP histograms
+
+
+@njit(cache=True, nogil=True)
+def _hist_chunk(maps, masks, edges, i0, i1, pos, neg):
+    nb = edges.shape[0] - 1
+    lo = edges[0]
+    hi = edges[nb]
+    ncam = nb - 2  # number of arange edges below 1.0
+    step = (edges[ncam - 1] - edges[0]) / max(ncam - 1, 1) if ncam > 1 else 1.0
+    bad = 0
+    for i in range(i0, i1):
+        m = maps[i]
+        g = masks[i]
+        H, W = m.shape
+        for y in range(H):
+            for x in range(W):
+                c = g[y, x]
+                if c > 1:
+                    continue
+                v = np.float64(m[y, x])
+                if not (v >= lo and v <= hi):
+                    if v != v:
+                        bad += 1
+                    continue
+                # guess, then correct against the actual edges (np.histogram semantics)
+                if v < 1.0 and ncam > 1:
+                    k = np.int64(v / step)
+                    if k > ncam - 1:
+                        k = ncam - 1
+                else:
+                    k = ncam
+                while k > 0 and v < edges[k]:
+                    k -= 1
+                while k < nb - 1 and v >= edges[k + 1]:
+                    k += 1
+                if c == 1:
+                    pos[k] += 1
+                else:
+                    neg[k] += 1
+    return bad
+
+
+@njit(cache=True, parallel=True)
+def pxap_hist_kernel(maps, masks, edges, nchunks):
+    N = maps.shape[0]
+    nb = edges.shape[0] - 1
+    pos = np.zeros((nchunks, nb), np.int64)
+    neg = np.zeros((nchunks, nb), np.int64)
+    bad = np.zeros(nchunks, np.int64)
+    for c in prange(nchunks):
+        i0 = (N * c) // nchunks
+        i1 = (N * (c + 1)) // nchunks
+        bad[c] = _hist_chunk(maps, masks, edges, i0, i1, pos[c], neg[c])
+    return pos.sum(axis=0), neg.sum(axis=0), bad.sum()

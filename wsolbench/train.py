@@ -1,0 +1,216 @@
+"""Training: components from the registry, SGD with the paper's recipe, checkpoints, resume, DDP."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Sampler
+
+from wsolbench.config import component_options
+from wsolbench.data import collate_samples
+from wsolbench.errors import WsolbenchError
+from wsolbench.model import WSOLModel
+from wsolbench.progress import Progress
+from wsolbench.registry import Registry
+from wsolbench.runtime import Runtime, autocast, seed_everything
+from wsolbench.specs import WSOLDataset
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class TrainingDiverged(WsolbenchError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class Parts:
+    """Everything a run is built from."""
+
+    model: WSOLModel
+    train_set: WSOLDataset
+    test_set: WSOLDataset
+
+
+def build_dataset(config: dict[str, Any], registry: Registry, split: str) -> WSOLDataset:
+    """The configured dataset's ``split``."""
+    return registry.build("datasets", config["dataset"]["name"], split=split, **component_options(config, "dataset"))
+
+
+def build_parts(config: dict[str, Any], registry: Registry) -> Parts:
+    """Datasets and model of a run; the model's initial weights depend only on ``config['seed']``."""
+    train_set = build_dataset(config, registry, "train")
+    test_set = build_dataset(config, registry, "test")
+    seed_everything(config["seed"])
+    backbone = registry.build("backbones", config["backbone"]["name"], **component_options(config, "backbone"))
+    head = registry.get("heads", config["head"]["name"])
+    head_factory = functools.partial(head.factory, **component_options(config, "head"))
+    method = registry.build("methods", config["method"]["name"], **component_options(config, "method"))
+    return Parts(WSOLModel(backbone, head_factory, method, train_set.hierarchy), train_set, test_set)
+
+
+class EpochSampler(Sampler[int]):
+    """A seeded permutation per epoch, split across ranks so that the union of the ranks'
+    i-th batches is exactly the single-process i-th batch (DDP runs see the same data)."""
+
+    def __init__(self, size: int, seed: int, rank: int = 0, world_size: int = 1):
+        self.size, self.seed, self.rank, self.world_size = size, seed, rank, world_size
+        self.epoch = 0
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        order = torch.randperm(self.size, generator=generator)
+        return iter(order[self.rank :: self.world_size].tolist())
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.size, self.world_size))
+
+
+def make_train_loader(parts: Parts, config: dict[str, Any], runtime: Runtime) -> DataLoader:
+    """Shuffled, drop-last batches of ``train.batch_size / world_size`` images per rank."""
+    batch_size = config["train"]["batch_size"]
+    if batch_size % runtime.world_size:
+        raise WsolbenchError(f"train.batch_size={batch_size} must be divisible by the {runtime.world_size} processes")
+    sampler = EpochSampler(len(parts.train_set), config["seed"], runtime.rank, runtime.world_size)
+    return DataLoader(
+        parts.train_set,
+        batch_size=batch_size // runtime.world_size,
+        sampler=sampler,
+        drop_last=True,
+        num_workers=config["train"]["workers"],
+        pin_memory=runtime.device.type == "cuda",
+        collate_fn=collate_samples,
+        worker_init_fn=functools.partial(_seed_worker, config["seed"]),
+        persistent_workers=False,
+    )
+
+
+def _seed_worker(seed: int, worker_id: int) -> None:
+    seed_everything(seed * 1000 + worker_id + torch.initial_seed() % 1000)
+
+
+def make_optimizer(model: WSOLModel, config: dict[str, Any]) -> torch.optim.SGD:
+    """SGD (Nesterov momentum 0.9, weight decay 5e-4): backbone at ``lr``, heads at ``lr * head_lr_mult``."""
+    train = config["train"]
+    body, heads = model.parameter_groups()
+    return torch.optim.SGD(
+        [{"params": body, "lr": train["lr"]}, {"params": heads, "lr": train["lr"] * train["head_lr_mult"]}],
+        lr=train["lr"],
+        momentum=train["momentum"],
+        nesterov=train["nesterov"] and train["momentum"] > 0,
+        weight_decay=train["weight_decay"],
+    )
+
+
+def learning_rate_factor(epoch: int, config: dict[str, Any]) -> float:
+    """Step decay: ``lr_decay`` to the power of the number of ``lr_decay_epochs`` passed."""
+    passed = sum(epoch >= milestone for milestone in config["train"]["lr_decay_epochs"])
+    return config["train"]["lr_decay"] ** passed
+
+
+def set_epoch_learning_rate(optimizer: torch.optim.Optimizer, epoch: int, config: dict[str, Any]) -> None:
+    factor = learning_rate_factor(epoch, config)
+    base = config["train"]["lr"]
+    for group, multiplier in zip(optimizer.param_groups, (1.0, config["train"]["head_lr_mult"])):
+        group["lr"] = base * multiplier * factor
+
+
+def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int, config_hash: str) -> None:
+    """Write the state after ``epoch`` completed epochs atomically (temp file + rename)."""
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "epoch": epoch,
+        "torch_rng": torch.get_rng_state(),
+        "config_hash": config_hash,
+    }
+    if torch.cuda.is_available():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, config_hash: str) -> int:
+    """Restore model, optimizer and RNG state; return the number of completed epochs."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unreadable checkpoint gets the same advice
+        raise WsolbenchError(f"checkpoint {str(path)!r} cannot be read ({type(error).__name__}): delete it and re-run without --resume") from None
+    if state.get("config_hash") != config_hash:
+        raise WsolbenchError(f"checkpoint {str(path)!r} belongs to a different config: re-run with the original config or without --resume")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    if "cuda_rng" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return int(state["epoch"])
+
+
+def train(
+    parts: Parts,
+    config: dict[str, Any],
+    runtime: Runtime,
+    run_dir: Path,
+    *,
+    config_hash: str,
+    resume: bool,
+    progress: Progress,
+) -> None:
+    """Train ``parts.model`` for ``train.epochs`` epochs, checkpointing after each.
+
+    With ``resume``, training continues from ``run_dir/checkpoint.pt``; since the data order,
+    augmentation and dropout draw from seeded generators restored with the checkpoint, a
+    resumed run ends with the same weights as an uninterrupted one.
+    """
+    model = parts.model.to(runtime.device)
+    if config["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, config)
+    checkpoint = run_dir / CHECKPOINT
+    start = load_checkpoint(checkpoint, model, optimizer, config_hash) if resume and checkpoint.exists() else 0
+    if start:
+        progress.message("resumed", epoch=start, checkpoint=str(checkpoint))
+    wrapped: nn.Module = DistributedDataParallel(model) if runtime.distributed else model
+    loader = make_train_loader(parts, config, runtime)
+    use_amp = bool(config["amp"])
+    scaler = torch.amp.GradScaler(runtime.device.type, enabled=use_amp and runtime.device.type == "cuda")
+    epochs = config["train"]["epochs"]
+    for epoch in range(start, epochs):
+        loader.sampler.epoch = epoch
+        set_epoch_learning_rate(optimizer, epoch, config)
+        wrapped.train()
+        progress.start_epoch(epoch, epochs, len(loader))
+        total, count = 0.0, 0
+        for index, batch in enumerate(loader):
+            images = batch.images.to(runtime.device, non_blocking=True)
+            if config["channels_last"]:
+                images = images.contiguous(memory_format=torch.channels_last)
+            labels = batch.labels.to(runtime.device, non_blocking=True)
+            images = model.method.prepare_images(images)
+            with autocast(runtime, use_amp):
+                losses = model.loss(wrapped(images), labels)
+            loss = losses["loss"]
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"loss is {loss.item()} at epoch {epoch + 1}, batch {index + 1}: lower train.lr or check the data; "
+                    f"the last good checkpoint ({'epoch ' + str(epoch) if epoch else 'none yet'}) is kept in {run_dir}"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            total, count = total + loss.item(), count + 1
+            progress.step(index, len(batch.image_ids) * runtime.world_size, loss.item())
+        progress.end_epoch(loss=round(total / max(count, 1), 5))
+        if runtime.is_main:
+            save_checkpoint(checkpoint, model, optimizer, epoch + 1, config_hash)
+        if runtime.distributed:
+            torch.distributed.barrier()
