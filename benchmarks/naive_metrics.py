@@ -83,7 +83,7 @@ def naive_box_counts(
     """Thresholds and, per IoU threshold, the number of correct images at each CAM threshold."""
     thresholds = np.arange(0, 1, cam_curve_interval)
     counts = {iou: np.zeros(len(thresholds), dtype=np.int64) for iou in iou_thresholds}
-    for scoremap, gt in zip(scoremaps, gt_boxes):
+    for scoremap, gt in zip(scoremaps, gt_boxes, strict=True):
         gt = np.asarray(gt, dtype=np.int64).reshape(-1, 4)
         per_threshold = naive_boxes_at_thresholds(scoremap, thresholds, multi_contour)
         best = np.array([naive_iou_matrix(boxes, gt).max() for boxes in per_threshold])
@@ -113,7 +113,7 @@ def naive_pxap_histograms(
     edges = np.append(np.arange(0, 1, cam_curve_interval), [1.0, 2.0, 3.0])
     pos = np.zeros(len(edges) - 1, dtype=np.float64)
     neg = np.zeros(len(edges) - 1, dtype=np.float64)
-    for scoremap, mask in zip(scoremaps, gt_masks):
+    for scoremap, mask in zip(scoremaps, gt_masks, strict=True):
         scoremap = np.asarray(scoremap, dtype=np.float64)
         pos += np.histogram(scoremap[mask == 1], bins=edges)[0]
         neg += np.histogram(scoremap[mask == 0], bins=edges)[0]

@@ -83,3 +83,19 @@ def test_dump_round_trips(registry):
 
     config = configuration.resolve(registry, sets=["method.name=hda"])
     assert yaml.safe_load(configuration.dump(config)) == config
+
+
+SHIPPED = sorted((__import__("pathlib").Path(__file__).parents[1] / "benchmarks").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_configs_and_grids_validate(registry, path):
+    from wsolbench.sweep import grid_points, load_grid
+
+    data = configuration.load_yaml(path)
+    if "methods" in data or "base" in data:
+        axes, base = load_grid(path)
+        for point in grid_points(axes):
+            configuration.resolve(registry, base=base, flags=point)
+    else:
+        configuration.resolve(registry, file=path)

@@ -242,8 +242,9 @@ def _check_unit_range(name: str, maps: np.ndarray) -> None:
 
 def dequantize_maps(q: np.ndarray) -> np.ndarray:
     """uint8 ``q`` -> float32 ``q / 255``; the box metrics quantise this back to ``q`` exactly."""
-    out = np.array(q, dtype=np.float32)  # a fresh array, divided in place
-    out /= np.float32(255.0)
+    q = np.asarray(q)
+    out = np.empty(q.shape, dtype=np.float32)
+    np.divide(q, np.float32(255.0), out=out, dtype=np.float32)  # one pass, float32 like q.astype(float32) / 255
     return out
 
 

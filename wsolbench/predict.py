@@ -18,7 +18,7 @@ from wsolbench.data import Batch, collate_samples
 from wsolbench.metrics import normalize_scoremap
 from wsolbench.model import WSOLModel
 from wsolbench.runtime import Runtime, autocast
-from wsolbench.specs import WSOLDataset
+from wsolbench.specs import WSOLDataset, minmax_normalize
 
 
 @dataclass
@@ -30,9 +30,17 @@ class Predictions:
 
 
 def upsample_normalized(maps: Tensor, size: tuple[int, int]) -> np.ndarray:
-    """``(B, h, w)`` maps -> bilinear resize to ``size`` -> per-image min-max in float64."""
+    """``(B, h, w)`` maps -> bilinear resize to ``size`` -> per-image min-max, float32.
+
+    Callers pass maps already min-max normalised at their own resolution (as
+    :meth:`Method.fuse` does), so a constant map stays all zeros instead of having its
+    rounding noise stretched into a pattern.
+
+    float32 so that the cache stores exactly the maps that were scored (its float32
+    GT-class map is then bit-exact for PxAP).
+    """
     resized = F.interpolate(maps[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
-    return normalize_scoremap(resized.cpu().double().numpy())
+    return normalize_scoremap(resized.cpu().numpy()).astype(np.float32)
 
 
 def predict_batch(model: WSOLModel, batch: Batch, runtime: Runtime, *, amp: bool, save_levels: bool, save_k: bool) -> dict[str, Any]:
@@ -59,7 +67,8 @@ def predict_batch(model: WSOLModel, batch: Batch, runtime: Runtime, *, amp: bool
     rows = torch.arange(len(labels), device=runtime.device)
     if save_levels:
         fields["level_maps"] = np.stack(
-            [upsample_normalized(maps[rows, cls], size) for maps, cls in zip(outputs.class_maps, gt_classes)], axis=1
+            [upsample_normalized(minmax_normalize(maps[rows, cls]), size) for maps, cls in zip(outputs.class_maps, gt_classes)],
+            axis=1,
         )
     if save_k:
         k_maps = outputs.raw_maps[-1][rows, gt_classes[-1]].float()

@@ -7,8 +7,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from wsolbench.cache import CACHE_FILENAME, read_cache
+from wsolbench.cache import CACHE_FILENAME, read_meta
 from wsolbench.errors import UsageError
+from wsolbench.tables import build_table, config_variant, render_table
 
 METRICS_FILENAME = "metrics.json"
 
@@ -48,14 +49,12 @@ def run_metrics(run_dir: Path, *, recompute: bool = False) -> dict[str, Any]:
 
 def run_row(run_dir: Path, *, recompute: bool = False) -> dict[str, Any]:
     """One table row: the run's names and seed (from the cache metadata) plus its metrics."""
-    meta = read_cache(run_dir / CACHE_FILENAME).meta
+    meta = read_meta(run_dir / CACHE_FILENAME)
     return {"method": meta.method, "backbone": meta.backbone, "dataset": meta.dataset, "seed": meta.seed,
-            "run": run_dir.name, **run_metrics(run_dir, recompute=recompute)}
+            "variant": config_variant(meta.config), "run": run_dir.name, **run_metrics(run_dir, recompute=recompute)}
 
 
 def render_runs(run_dirs: Iterable[Path], *, fmt: str = "github", recompute: bool = False, **options: Any) -> str:
     """The comparison table of some runs as text."""
-    from wsolbench.tables import build_table, render_table
-
     rows = [run_row(Path(d), recompute=recompute) for d in run_dirs]
     return render_table(build_table(rows, **options), fmt=fmt)

@@ -150,11 +150,12 @@ class Renderer:
     """Draws one image from a random generator; all geometry scales with ``image_size``."""
 
     #: Geometry as (low, span) fractions of the image size, drawn uniformly in low + span * U.
-    body_half_length = (0.24, 0.10)
+    body_half_length = (0.28, 0.10)
     body_aspect = (0.42, 0.14)  # half width / half length
-    head_radius = (0.065, 0.015)
+    head_radius = (0.09, 0.015)
     head_inner = 0.5  # inner dot radius / head radius
-    head_offset = 0.92  # head centre distance from the body centre / body half length
+    head_offset = 1.02  # head centre distance from the body centre / body half length
+    neck_width = 0.0  # half width of the neck joining body and head / head radius (0: none)
     body_hue_jitter = 0.25  # hue jitter range as a fraction of the hue spacing of the orders
     body_sat = (0.45, 0.25)
     body_val = (0.65, 0.30)
@@ -220,7 +221,9 @@ class Renderer:
             dark = inside & texture_on(tex_kind, u, v, 0.09 * size, tex_phase)
             sub[dark] = colour * 0.45
 
-    def _object(self, rng: np.random.Generator, img: np.ndarray, label: int) -> tuple[np.ndarray, np.ndarray]:
+    def _object(
+        self, rng: np.random.Generator, img: np.ndarray, label: int, ablate: str | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         tax, size = self.taxonomy, self.size
         order, family, _ = tax.split_label(label)
         c, s = unit_vector(rng)
@@ -228,10 +231,10 @@ class Renderer:
         half_wid = half_len * (self.body_aspect[0] + self.body_aspect[1] * rng.random())
         head_r = (self.head_radius[0] + self.head_radius[1] * rng.random()) * size
         head_d = self.head_offset * half_len
-        # Body centre anywhere in the middle 76% of the image; the head must be fully
+        # Body centre anywhere in the middle 64% of the image; the head must be fully
         # visible (the species would be unidentifiable otherwise). The tail may be cut off.
         while True:
-            cx, cy = (0.12 + 0.76 * rng.random(2)) * size
+            cx, cy = (0.18 + 0.64 * rng.random(2)) * size
             hx, hy = cx + c * head_d, cy + s * head_d
             lo, hi = head_r + 1.0, size - head_r - 1.0
             if lo <= hx <= hi and lo <= hy <= hi:
@@ -247,18 +250,25 @@ class Renderer:
         sub = img[wy, wx]
         u, v = local_coords(self.xs[wy, wx], self.ys[wy, wx], cx, cy, c, s)
         body = body_inside(int(tax.order_shape[order]), u / half_len, v / half_wid)
-        sub[body] = body_rgb
-        period = float(tax.family_period[family]) * size
-        dark = body & texture_on(int(tax.family_texture[family]), u, v, period, tex_phase)
-        sub[dark] = body_rgb * 0.45
+        if ablate != "body":
+            sub[body] = body_rgb
+            period = float(tax.family_period[family]) * size
+            dark = body & texture_on(int(tax.family_texture[family]), u, v, period, tex_phase)
+            sub[dark] = body_rgb * 0.45
+        if self.neck_width > 0:  # a plain neck from the body's centre line to the head
+            neck = (u >= 0.5 * half_len) & (u <= head_d) & (np.abs(v) <= self.neck_width * head_r)
+            if ablate != "body":
+                sub[neck & ~body] = body_rgb
+            body = body | neck
         du = u - head_d
         d2 = du * du + v * v
         head = d2 <= head_r * head_r
         inner_r = self.head_inner * head_r
         inner = d2 <= inner_r * inner_r
         outer_code, inner_code = tax.head_codes[label]
-        sub[head] = tax.head_palette[outer_code] * head_shade[0]
-        sub[inner] = tax.head_palette[inner_code] * head_shade[1]
+        if ablate != "head":
+            sub[head] = tax.head_palette[outer_code] * head_shade[0]
+            sub[inner] = tax.head_palette[inner_code] * head_shade[1]
         mask = np.zeros((size, size), dtype=bool)
         part = np.zeros((size, size), dtype=bool)
         mask[wy, wx] = body | head
@@ -266,13 +276,20 @@ class Renderer:
         return mask, part
 
     # -- whole image -------------------------------------------------------------------------
-    def render(self, rng: np.random.Generator, label: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(image uint8 (H, W, 3), object mask bool, head mask bool)``."""
+    def render(
+        self, rng: np.random.Generator, label: int, ablate: str | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(image uint8 (H, W, 3), object mask bool, head mask bool)``.
+
+        ``ablate="head"`` or ``"body"`` leaves that part of the object unpainted (the rest
+        of the image is unchanged; masks are those of the intact object): a diagnostic of
+        which part a classifier relies on.
+        """
         img = self._background(rng)
         count = int(rng.integers(self.distractors // 2, self.distractors + 1)) if self.distractors else 0
         for _ in range(count):
             self._distractor(rng, img)
-        mask, head = self._object(rng, img, label)
+        mask, head = self._object(rng, img, label, ablate)
         if self.noise:
             img += rng.integers(-self.noise, self.noise + 1, size=img.shape, dtype=np.int16)
         np.rint(img, out=img)
@@ -331,11 +348,16 @@ class SyntheticDataset(WSOLDataset):
             raise IndexError(f"synthetic {self.split} index {index} out of range (length {self.length})")
         return index
 
-    def generate(self, index: int) -> SyntheticItem:
-        """Item ``index`` as numpy arrays, with the head (species part) mask."""
+    def generate(self, index: int, *, ablate: str | None = None) -> SyntheticItem:
+        """Item ``index`` as numpy arrays, with the head (species part) mask.
+
+        ``ablate`` (``"head"`` or ``"body"``, diagnostics only) leaves that part unpainted.
+        """
+        if ablate not in (None, "head", "body"):
+            raise UsageError(f"synthetic: ablate must be None, 'head' or 'body', got {ablate!r}")
         index = self._check_index(index)
         label = self.label(index)
-        image, mask, head = self.renderer.render(self.rng(index), label)
+        image, mask, head = self.renderer.render(self.rng(index), label, ablate)
         return SyntheticItem(image, mask.astype(np.uint8), head.astype(np.uint8), mask_to_box(mask), label)
 
     def raw_image(self, index: int) -> np.ndarray:
@@ -424,3 +446,33 @@ def synthetic_hierarchy(*, orders: int = 4, families: int = 3, species: int = 3)
 def register_datasets(register):
     """Register the ``synthetic`` dataset."""
     register("synthetic", synthetic)
+
+
+def sample_grid(dataset: SyntheticDataset, *, scale: int = 2, gap: int = 2):
+    """A PIL image of one item per fine class (rows = orders) with the ground-truth boxes.
+
+    Item ``label`` of the split is used for class ``label``; the box is drawn in yellow
+    around its inclusive pixel extent.
+    """
+    from PIL import Image, ImageDraw
+
+    tax = dataset.taxonomy
+    rows, cols = tax.orders, tax.families * tax.species
+    side = dataset.image_size * scale
+    sheet = Image.new("RGB", (cols * (side + gap) - gap, rows * (side + gap) - gap), (255, 255, 255))
+    for label in range(min(tax.num_species, len(dataset))):
+        item = dataset.generate(label)
+        tile = Image.fromarray(item.image).resize((side, side), Image.NEAREST)
+        x0, y0, x1, y1 = (int(v) for v in item.box)
+        ImageDraw.Draw(tile).rectangle(
+            [x0 * scale, y0 * scale, (x1 + 1) * scale - 1, (y1 + 1) * scale - 1], outline=(255, 255, 0), width=scale
+        )
+        row, col = divmod(label, cols)
+        sheet.paste(tile, (col * (side + gap), row * (side + gap)))
+    return sheet
+
+
+if __name__ == "__main__":  # python -m wsolbench_plugins.datasets.synthetic OUT.png
+    import sys
+
+    sample_grid(synthetic(split="train"), scale=2).save(sys.argv[1] if len(sys.argv) > 1 else "synthetic_samples.png")

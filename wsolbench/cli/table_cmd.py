@@ -29,5 +29,5 @@ def run(args: argparse.Namespace) -> int:
         key, value = parse_set(assignment)
         filters[".".join(key)] = str(value)
     print(render_runs(find_run_dirs(args.runs), fmt=args.format, recompute=args.recompute, sort_by=args.sort,
-                      filters=filters, group_seeds=not args.no_group, paper=args.paper))
+                      filters=filters, group_seeds=not args.no_group, include_paper=args.paper))
     return 0

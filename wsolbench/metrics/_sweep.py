@@ -13,37 +13,40 @@ union-find:
   ``b > j``. Pixels are counting-sorted by band (raster order inside a band).
 * **Foreground sweep** (bands descending, 8-connectivity): each pixel joins the
   components of its already-present neighbours. Every component keeps its
-  bounding box, its doubled "window area" (see below) and its first pixel in
-  raster order. After each band the live components are the regions of one
-  threshold.
-* **Background sweep** (bands ascending, 4-connectivity, image frame = the sea):
-  background components not connected to the frame are the holes that OpenCV
-  reports as hole contours (``RETR_TREE``). Each keeps its bbox, doubled hole
-  contour area and first pixel.
+  bounding box, its doubled window area and its first pixel in raster order.
+  After band b the live components are the regions of threshold j = b - 1.
+* **Background sweep** (MaxBoxAccV2 only; bands ascending, same sort,
+  4-connectivity, label 0 = the frame and everything connected to it): the other
+  components are the holes OpenCV reports as hole contours (``RETR_TREE``).
+* **Hole-filled map** (MaxBoxAcc only): ``filled[p]`` = min over 4-paths from the
+  frame of the max band on the path (grey reconstruction by erosion, Vincent's
+  raster / anti-raster / FIFO algorithm). The 8-connected components of
+  ``filled > j`` are the outer contours' filled regions, so the foreground sweep
+  on ``filled`` gives the single-contour pick.
 
-Which neighbours are "already present" is a local comparison of bands, so the
-8-bit neighbour pattern of every pixel is computed up front, and lookup tables
-(built once in Python below) give the groups of present neighbours that may
-belong to different components, the area increments, etc.
+Which neighbours are "already present" is a local comparison of bands (ties in
+raster order), so the 8-bit neighbour pattern of every pixel is computed up front
+in a vectorised pass; lookup tables built once below give the groups of present
+neighbours that may belong to different components and the area increments.
 
-Contour facts used (all verified against cv2 in ``tests/metrics``):
+Contour facts used (all checked against cv2 in ``tests/metrics``):
 
 * outer contour of a component: ``boundingRect`` = the component's pixel bbox;
 * hole contour: it runs through the foreground pixels 4-adjacent to the hole,
   so its ``boundingRect`` is the hole's pixel bbox grown by one pixel;
-* ``cv2.contourArea`` of an outer contour = ``sum over 2x2 windows of f(#pixels
-  of the hole-filled component in the window)`` with ``f(4) = 1, f(3) = 1/2``,
-  else 0; that equals ``A(C) + sum_holes B(h)`` where ``A`` is the same window
-  sum over the component itself and ``B(h) = sum over windows of g(#hole
-  pixels)``, ``g(1) = 1/2, g(>=2) = 1`` (the hole contour's own area);
-* a hole contour's area never exceeds its parent's, parents precede children
-  and top-level contours come in reverse raster order of their first pixel, so
-  ``max(contours, key=cv2.contourArea)`` is the top-level component of largest
-  filled area, ties going to the one whose first pixel is last in raster order.
+* ``cv2.contourArea`` of an outer contour = sum over 2x2 windows of
+  ``f(#pixels of the hole-filled component in the window)``, ``f(4) = 1,
+  f(3) = 1/2``, else 0 (adding a pixel to a window that already holds c of them
+  adds ``[c >= 2] / 2``);
+* a hole contour's area never exceeds its parent's, parents precede children,
+  nested components are smaller than their enclosing one, and top-level contours
+  come in reverse raster order of their first pixel; so
+  ``max(contours, key=cv2.contourArea)`` is the filled component of largest area,
+  ties going to the one whose first pixel is last in raster order.
 
 PxAP
 ----
-``_pxap_hist`` bins every score exactly as ``np.histogram`` does with explicit
+``hist_chunk`` bins every score exactly as ``np.histogram`` does with explicit
 (non-uniform) edges: bin ``i`` holds ``edges[i] <= v < edges[i+1]``, the last
 bin also holds ``v == edges[-1]``; an arithmetic guess of the bin is corrected
 by comparisons with the actual float edges.
@@ -52,7 +55,7 @@ by comparisons with the actual float edges.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 # --------------------------------------------------------------------------------------
 # Neighbourhood lookup tables. Ring positions in raster order around the pixel p:
@@ -99,21 +102,19 @@ def _build_tables():
     fg_groups = np.zeros((256, 5), np.int8)
     bg_groups = np.zeros((256, 5), np.int8)
     fg_area2 = np.zeros(256, np.int8)
-    bg_area2 = np.zeros(256, np.int8)
     for pat in range(256):
         for table, conn in ((fg_groups, 8), (bg_groups, 4)):
             reps = _groups(pat, conn)
             table[pat, 0] = len(reps)
             table[pat, 1 : 1 + len(reps)] = reps
         counts = [sum((pat >> i) & 1 for i in w) for w in _WINDOWS]
-        # doubled outer area: window of c others goes from f2(c) to f2(c + 1), f2 = (0,0,0,1,2)
+        # doubled area: a window holding c others goes from f2(c) to f2(c + 1), f2 = (0, 0, 0, 1, 2)
         fg_area2[pat] = sum(1 for c in counts if c >= 2)
-        # doubled hole area: g2 = (0, 1, 2, 2, 2)
-        bg_area2[pat] = sum(1 for c in counts if c <= 1)
-    return fg_groups, bg_groups, fg_area2, bg_area2
+    return fg_groups, bg_groups, fg_area2
 
 
-FG_GROUPS, BG_GROUPS, FG_AREA2, BG_AREA2 = _build_tables()
+FG_GROUPS, BG_GROUPS, FG_AREA2 = _build_tables()
+
 
 @njit(cache=True, nogil=True, inline="always")
 def _find(parent, a):
@@ -187,8 +188,25 @@ def _alloc(H, W):
     area2 = np.empty(m, np.int64)
     live = np.empty(m, np.int32)
     livepos = np.empty(m, np.int32)
-    return (band, filled, fgpat, bgpat, lab, unused, order, cnt, parent, bx0, by0, bx1, by1, first, area2, live,
-            livepos)
+    return (
+        band,
+        filled,
+        fgpat,
+        bgpat,
+        lab,
+        unused,
+        order,
+        cnt,
+        parent,
+        bx0,
+        by0,
+        bx1,
+        by1,
+        first,
+        area2,
+        live,
+        livepos,
+    )
 
 
 @njit(cache=True, nogil=True)
@@ -215,15 +233,31 @@ def _quantize(img, thr_t, band, dvals, kmap):
             band[row + x] = q
             top = max(top, q)
     T = thr_t.shape[0]
-    dk = np.empty(T, np.int64)
+    # insertion sort of int(t * max) (the grid is already sorted: linear time), then unique
+    srt = np.empty(T, np.int64)
     for k in range(T):
-        dk[k] = np.int64(thr_t[k] * np.float64(top))
-    uniq = np.unique(dk)
-    D = uniq.shape[0]
-    for j in range(D):
-        dvals[j] = uniq[j]
+        d = np.int64(thr_t[k] * np.float64(top))
+        i = k
+        while i > 0 and srt[i - 1] > d:
+            srt[i] = srt[i - 1]
+            i -= 1
+        srt[i] = d
+    D = 0
     for k in range(T):
-        kmap[k] = np.searchsorted(uniq, dk[k])
+        if D == 0 or srt[k] != dvals[D - 1]:
+            dvals[D] = srt[k]
+            D += 1
+    for k in range(T):
+        d = np.int64(thr_t[k] * np.float64(top))
+        lo = 0
+        hi = D - 1
+        while lo < hi:  # binary search of d in dvals[:D]
+            mid = (lo + hi) // 2
+            if dvals[mid] < d:
+                lo = mid + 1
+            else:
+                hi = mid
+        kmap[k] = lo
     lut = np.empty(256, np.int16)
     j = 0
     for v in range(256):
@@ -255,11 +289,11 @@ def _patterns(H, W, band, fgpat, bgpat, want_fg, want_bg):
     Wp = W + 2
     for y in range(H):
         row = (y + 1) * Wp + 1
-        up = band[row - Wp - 1: row - Wp + 1 + W]
-        mid = band[row - 1: row + 1 + W]
-        dn = band[row + Wp - 1: row + Wp + 1 + W]
+        up = band[row - Wp - 1 : row - Wp + 1 + W]
+        mid = band[row - 1 : row + 1 + W]
+        dn = band[row + Wp - 1 : row + Wp + 1 + W]
         if want_fg:
-            out = fgpat[row: row + W]
+            out = fgpat[row : row + W]
             for x in range(W):
                 b = mid[x + 1]
                 v = np.uint8(up[x] >= b)
@@ -272,7 +306,7 @@ def _patterns(H, W, band, fgpat, bgpat, want_fg, want_bg):
                 v |= np.uint8(dn[x + 2] > b) << np.uint8(7)
                 out[x] = v
         if want_bg:
-            out = bgpat[row: row + W]
+            out = bgpat[row : row + W]
             for x in range(W):
                 b = mid[x + 1]
                 v = np.uint8(up[x] <= b)
@@ -287,23 +321,19 @@ def _patterns(H, W, band, fgpat, bgpat, want_fg, want_bg):
 
 
 @njit(cache=True, nogil=True)
-def _sort(H, W, D, band, order, cnt, keep):
-    """Counting sort of pixels by band, descending, raster order inside a band.
+def _sort(H, W, D, band, order, cnt):
+    """Counting sort of the pixels by band, descending, raster order inside a band.
 
-    With ``keep`` non-empty, only pixels with ``keep[p] != 0`` are sorted. ``cnt[b]``
-    counts the sorted pixels of band b; the segment of band b starts at
-    ``sum(cnt[c] for c > b)``. Returns the number of sorted pixels.
+    ``cnt[b]`` counts the pixels of band b; the segment of band b in ``order`` starts
+    at ``sum(cnt[c] for c > b)``. Entries are ``y << 16 | x``. Returns H * W.
     """
     Wp = W + 2
     for b in range(D + 2):
         cnt[b] = 0
-    masked = keep.shape[0] > 0
     for y in range(H):
         row = (y + 1) * Wp + 1
         for x in range(W):
             p = row + x
-            if masked and keep[p] == 0:
-                continue
             cnt[band[p]] += 1
     start = np.empty(D + 2, np.int64)
     s = 0
@@ -314,8 +344,6 @@ def _sort(H, W, D, band, order, cnt, keep):
         row = (y + 1) * Wp + 1
         for x in range(W):
             p = row + x
-            if masked and keep[p] == 0:
-                continue
             b = band[p]
             order[start[b]] = (y << 16) | x
             start[b] += 1
@@ -342,20 +370,22 @@ def _fill_holes(H, W, D, band, filled, queue, inq):
         row = (y + 1) * Wp + 1
         for x in range(W):
             filled[row + x] = D
+    # a raster and an anti-raster scan, then a FIFO for what the scans could not reach
+    qt = 0
     # raster scan: causal neighbours N, W (the running value stays in a register)
     for y in range(H):
         row = (y + 1) * Wp + 1
         left = np.int16(-1)
         for x in range(W):
             p = row + x
-            v = min(filled[p - Wp], left)
+            v = min(filled[p - Wp], left, filled[p])
             b = band[p]
             if b > v:
                 v = b
             filled[p] = v
             left = v
-    # anti-raster scan: causal neighbours S, E; queue pixels that can still lower a neighbour
-    qt = 0
+    # anti-raster scan: causal neighbours S, E; queue the pixels that can still
+    # lower a neighbour
     for y in range(H - 1, -1, -1):
         row = (y + 1) * Wp + 1
         right = np.int16(-1)
@@ -408,22 +438,25 @@ def _fill_holes(H, W, D, band, filled, queue, inq):
 
 
 @njit(cache=True, nogil=True)
-def _bg_sweep(H, W, D, ws, gt, total, restricted, hole_n, hole_d, hole_box):
+def _bg_sweep(H, W, D, ws, gt, total, hole_n, hole_d, hole_box):
     """Ascending background sweep (4-connectivity); label 0 is the sea (the frame
     and all background connected to it), every other component is a hole.
 
-    ``order``/``cnt`` hold the ``total`` sorted pixels. With ``restricted``, only the
-    pixels in a hole at some threshold (filled > band) and their 4-neighbours were
-    sorted (``_hole_keep``); the others are sea whenever they are background, and a
-    sorted pixel with filled == band joins the sea with everything it touches.
-    Per threshold j: the hole-contour box (hole bbox grown by one pixel, clipped) of
-    best IoU into hole_n/hole_d/hole_box[j] (hole_d[j] == 0: no hole).
+    ``order``/``cnt`` hold the ``total`` sorted pixels (all of them). Per threshold j:
+    the hole-contour box (hole bbox grown by one pixel, clipped) of best IoU into
+    hole_n/hole_d/hole_box[j] (hole_d[j] == 0: no hole).
     """
-    band, filled, bgpat, lab, order, cnt = ws[0], ws[1], ws[3], ws[4], ws[6], ws[7]
+    bgpat, lab, order, cnt = ws[3], ws[4], ws[6], ws[7]
     parent, bx0, by0, bx1, by1, live, livepos = ws[8], ws[9], ws[10], ws[11], ws[12], ws[15], ws[16]
     Wp = W + 2
     n = (H + 2) * Wp
     off = np.array([-Wp - 1, -Wp, -Wp + 1, -1, 1, Wp - 1, Wp, Wp + 1], np.int64)
+    ngroups = np.empty(256, np.int64)
+    rep = np.zeros(256, np.int64)
+    for pat in range(256):
+        ngroups[pat] = BG_GROUPS[pat, 0]
+        if ngroups[pat] > 0:
+            rep[pat] = off[BG_GROUPS[pat, 1]]
     for j in range(D):
         hole_n[j] = 0
         hole_d[j] = 0
@@ -444,21 +477,14 @@ def _bg_sweep(H, W, D, ws, gt, total, restricted, hole_n, hole_d, hole_box):
             x = yx & 0xFFFF
             p = (y + 1) * Wp + x + 1
             pat = bgpat[p]
-            ng = BG_GROUPS[pat, 0]
-            if restricted and filled[p] <= band[p]:
-                # never in a hole: sea from its own band on, and so is everything it touches
-                for g in range(1, ng + 1):
-                    l2 = _find(parent, lab[p + off[BG_GROUPS[pat, g]]])
-                    if l2 != 0:
-                        parent[l2] = 0
-                        k = livepos[l2]
-                        nlive -= 1
-                        last = live[nlive]
-                        live[k] = last
-                        livepos[last] = k
-                lab[p] = 0
-                continue
-            if ng == 0:
+            ng = ngroups[pat]
+            if ng == 1:  # the common case
+                q = p + rep[pat]
+                lb = lab[q]
+                if parent[lb] != lb:
+                    lb = _find(parent, lb)
+                    lab[q] = lb
+            elif ng == 0:
                 lb = nlab
                 nlab += 1
                 parent[lb] = lb
@@ -471,23 +497,24 @@ def _bg_sweep(H, W, D, ws, gt, total, restricted, hole_n, hole_d, hole_box):
                 nlive += 1
                 lab[p] = lb
                 continue
-            lb = _find(parent, lab[p + off[BG_GROUPS[pat, 1]]])
-            for g in range(2, ng + 1):
-                l2 = _find(parent, lab[p + off[BG_GROUPS[pat, g]]])
-                if l2 != lb:
-                    if l2 < lb:  # the sea (label 0) always stays the root
-                        lb, l2 = l2, lb
-                    parent[l2] = lb
-                    k = livepos[l2]
-                    nlive -= 1
-                    last = live[nlive]
-                    live[k] = last
-                    livepos[last] = k
-                    if lb != 0:
-                        bx0[lb] = min(bx0[lb], bx0[l2])
-                        by0[lb] = min(by0[lb], by0[l2])
-                        bx1[lb] = max(bx1[lb], bx1[l2])
-                        by1[lb] = max(by1[lb], by1[l2])
+            else:
+                lb = _find(parent, lab[p + rep[pat]])
+                for g in range(2, ng + 1):
+                    l2 = _find(parent, lab[p + off[BG_GROUPS[pat, g]]])
+                    if l2 != lb:
+                        if l2 < lb:  # the sea (label 0) always stays the root
+                            lb, l2 = l2, lb
+                        parent[l2] = lb
+                        k = livepos[l2]
+                        nlive -= 1
+                        last = live[nlive]
+                        live[k] = last
+                        livepos[last] = k
+                        if lb != 0:
+                            bx0[lb] = min(bx0[lb], bx0[l2])
+                            by0[lb] = min(by0[lb], by0[l2])
+                            bx1[lb] = max(bx1[lb], bx1[l2])
+                            by1[lb] = max(by1[lb], by1[l2])
             lab[p] = lb
             if lb != 0:
                 if x < bx0[lb]:
@@ -527,12 +554,27 @@ def _fg_sweep(H, W, D, ws, gt, multi, hole_n, hole_d, hole_box, out_n, out_d, ou
     raster order); run on the hole-filled bands this is the reference's
     ``max(contours, key=cv2.contourArea)``.
     """
-    band, fgpat, lab, order, cnt = ws[0], ws[2], ws[4], ws[6], ws[7]
+    fgpat, lab, order, cnt = ws[2], ws[4], ws[6], ws[7]
     parent, bx0, by0, bx1, by1, first, area2, live, livepos = (
-        ws[8], ws[9], ws[10], ws[11], ws[12], ws[13], ws[14], ws[15], ws[16])
+        ws[8],
+        ws[9],
+        ws[10],
+        ws[11],
+        ws[12],
+        ws[13],
+        ws[14],
+        ws[15],
+        ws[16],
+    )
     Wp = W + 2
     n = (H + 2) * Wp
     off = np.array([-Wp - 1, -Wp, -Wp + 1, -1, 1, Wp - 1, Wp, Wp + 1], np.int64)
+    ngroups = np.empty(256, np.int64)
+    rep = np.zeros(256, np.int64)
+    for pat in range(256):
+        ngroups[pat] = FG_GROUPS[pat, 0]
+        if ngroups[pat] > 0:
+            rep[pat] = off[FG_GROUPS[pat, 1]]
     for i in range(n):
         lab[i] = -1
     nlab = 0
@@ -547,8 +589,14 @@ def _fg_sweep(H, W, D, ws, gt, multi, hole_n, hole_d, hole_box, out_n, out_d, ou
             x = yx & 0xFFFF
             p = (y + 1) * Wp + x + 1
             pat = fgpat[p]
-            ng = FG_GROUPS[pat, 0]
-            if ng == 0:
+            ng = ngroups[pat]
+            if ng == 1:  # the common case: one group of present neighbours
+                q = p + rep[pat]
+                lb = lab[q]
+                if parent[lb] != lb:
+                    lb = _find(parent, lb)
+                    lab[q] = lb
+            elif ng == 0:  # a new component
                 lb = nlab
                 nlab += 1
                 parent[lb] = lb
@@ -557,30 +605,31 @@ def _fg_sweep(H, W, D, ws, gt, multi, hole_n, hole_d, hole_box, out_n, out_d, ou
                 by0[lb] = y
                 by1[lb] = y
                 first[lb] = yx
-                area2[lb] = 0
+                area2[lb] = FG_AREA2[pat]
                 live[nlive] = lb
                 livepos[lb] = nlive
                 nlive += 1
                 lab[p] = lb
                 continue
-            lb = _find(parent, lab[p + off[FG_GROUPS[pat, 1]]])
-            for g in range(2, ng + 1):
-                l2 = _find(parent, lab[p + off[FG_GROUPS[pat, g]]])
-                if l2 != lb:
-                    if l2 < lb:
-                        lb, l2 = l2, lb
-                    parent[l2] = lb
-                    bx0[lb] = min(bx0[lb], bx0[l2])
-                    by0[lb] = min(by0[lb], by0[l2])
-                    bx1[lb] = max(bx1[lb], bx1[l2])
-                    by1[lb] = max(by1[lb], by1[l2])
-                    first[lb] = min(first[lb], first[l2])
-                    area2[lb] += area2[l2]
-                    k = livepos[l2]
-                    nlive -= 1
-                    last = live[nlive]
-                    live[k] = last
-                    livepos[last] = k
+            else:  # several groups: they may belong to different components
+                lb = _find(parent, lab[p + rep[pat]])
+                for g in range(2, ng + 1):
+                    l2 = _find(parent, lab[p + off[FG_GROUPS[pat, g]]])
+                    if l2 != lb:
+                        if l2 < lb:
+                            lb, l2 = l2, lb
+                        parent[l2] = lb
+                        bx0[lb] = min(bx0[lb], bx0[l2])
+                        by0[lb] = min(by0[lb], by0[l2])
+                        bx1[lb] = max(bx1[lb], bx1[l2])
+                        by1[lb] = max(by1[lb], by1[l2])
+                        first[lb] = min(first[lb], first[l2])
+                        area2[lb] += area2[l2]
+                        k = livepos[l2]
+                        nlive -= 1
+                        last = live[nlive]
+                        live[k] = last
+                        livepos[last] = k
             if x < bx0[lb]:
                 bx0[lb] = x
             if x > bx1[lb]:
@@ -589,9 +638,10 @@ def _fg_sweep(H, W, D, ws, gt, multi, hole_n, hole_d, hole_box, out_n, out_d, ou
                 by0[lb] = y
             if y > by1[lb]:
                 by1[lb] = y
-            if yx < first[lb]:
-                first[lb] = yx
-            area2[lb] += FG_AREA2[pat]
+            if not multi:
+                if yx < first[lb]:
+                    first[lb] = yx
+                area2[lb] += FG_AREA2[pat]
             lab[p] = lb
         j = b - 1
         if nlive == 0:  # nothing above the threshold: the reference's box [0, 0, 0, 0]
@@ -643,32 +693,6 @@ def _fg_sweep(H, W, D, ws, gt, multi, hole_n, hole_d, hole_box, out_n, out_d, ou
 
 
 @njit(cache=True, nogil=True)
-def _hole_keep(H, W, band, filled, keep):
-    """keep[p] = 1 for pixels in a hole at some threshold and their 4-neighbours."""
-    Wp = W + 2
-    n = (H + 2) * Wp
-    for i in range(n):
-        keep[i] = 0
-    for y in range(H):
-        row = (y + 1) * Wp + 1
-        for x in range(W):
-            p = row + x
-            if filled[p] > band[p]:
-                keep[p] = 1
-                keep[p - 1] = 1
-                keep[p + 1] = 1
-                keep[p - Wp] = 1
-                keep[p + Wp] = 1
-    # the frame is never sorted
-    for x in range(Wp):
-        keep[x] = 0
-        keep[(H + 1) * Wp + x] = 0
-    for y in range(H + 2):
-        keep[y * Wp] = 0
-        keep[y * Wp + W + 1] = 0
-
-
-@njit(cache=True, nogil=True)
 def _image_boxes(img, thr_t, gt, multi, ws, dvals, kmap, hole_n, hole_d, hole_box, out_n, out_d, out_box):
     """One image, all thresholds: out_n/out_d/out_box[j] for the D distinct thresholds.
 
@@ -680,8 +704,8 @@ def _image_boxes(img, thr_t, gt, multi, ws, dvals, kmap, hole_n, hole_d, hole_bo
     if multi:
         # one sort serves both sweeps; the background sweep finds the holes
         _patterns(H, W, band, fgpat, bgpat, True, True)
-        total = _sort(H, W, D, band, order, cnt, lab[:0])
-        _bg_sweep(H, W, D, ws, gt, total, False, hole_n, hole_d, hole_box)
+        total = _sort(H, W, D, band, order, cnt)
+        _bg_sweep(H, W, D, ws, gt, total, hole_n, hole_d, hole_box)
     else:
         # single contour: components of the hole-filled map
         _fill_holes(H, W, D, band, filled, order, lab)
@@ -690,17 +714,19 @@ def _image_boxes(img, thr_t, gt, multi, ws, dvals, kmap, hole_n, hole_d, hole_bo
         for i in range(n):
             band[i] = filled[i]
         _patterns(H, W, band, fgpat, bgpat, True, False)
-        _sort(H, W, D, band, order, cnt, lab[:0])
+        _sort(H, W, D, band, order, cnt)
     _fg_sweep(H, W, D, ws, gt, multi, hole_n, hole_d, hole_box, out_n, out_d, out_box)
     return D, valid
 
 
 @njit(cache=True, nogil=True)
-def _chunk_boxes(maps, gt_flat, gt_off, thr_t, multi, iou_thr, eligible, i0, i1, counts, want_k, best_iou,
-                 best_box, invalid):
+def box_chunk(
+    maps, gt_flat, gt_off, thr_t, multi, iou_thr, eligible, i0, i1, counts, want_k, best_iou, best_box, invalid
+):
     """Images i0..i1-1: counts[s, a, k] += 1 when image i is eligible[s, i] and its best
     IoU at CAM threshold k is >= iou_thr[a]; when want_k >= 0 also the best IoU and
-    box at threshold index want_k."""
+    box at threshold index want_k into best_iou/best_box[i]; invalid[i] = 1 for maps
+    with NaN or values outside [0, 1]. Releases the GIL: chunks run in threads."""
     N, H, W = maps.shape
     T = thr_t.shape[0]
     ws = _alloc(H, W)
@@ -717,9 +743,10 @@ def _chunk_boxes(maps, gt_flat, gt_off, thr_t, multi, iou_thr, eligible, i0, i1,
     S = eligible.shape[0]
     A = iou_thr.shape[0]
     for i in range(i0, i1):
-        gt = gt_flat[gt_off[i]:gt_off[i + 1]]
-        D, valid = _image_boxes(maps[i], thr_t, gt, multi, ws, dvals, kmap, hole_n, hole_d, hole_box,
-                                out_n, out_d, out_box)
+        gt = gt_flat[gt_off[i] : gt_off[i + 1]]
+        D, valid = _image_boxes(
+            maps[i], thr_t, gt, multi, ws, dvals, kmap, hole_n, hole_d, hole_box, out_n, out_d, out_box
+        )
         if not valid:
             invalid[i] = 1
         for j in range(D):
@@ -753,8 +780,7 @@ def image_curve(img, thr_t, gt, multi):
     out_n = np.zeros(nd, np.int64)
     out_d = np.ones(nd, np.int64)
     out_box = np.zeros((nd, 4), np.int64)
-    D, valid = _image_boxes(img, thr_t, gt, multi, ws, dvals, kmap, hole_n, hole_d, hole_box, out_n, out_d,
-                            out_box)
+    D, valid = _image_boxes(img, thr_t, gt, multi, ws, dvals, kmap, hole_n, hole_d, hole_box, out_n, out_d, out_box)
     ious = np.empty(T, np.float64)
     boxes = np.empty((T, 4), np.int64)
     for k in range(T):
@@ -765,43 +791,18 @@ def image_curve(img, thr_t, gt, multi):
     return ious, boxes, valid
 
 
-@njit(cache=True, parallel=True)
-def box_counts_kernel(maps, gt_flat, gt_off, thr_t, multi, iou_thr, eligible, nchunks, want_k):
-    """Parallel driver over chunks of images.
-
-    Returns ``counts`` (S, A, T) int64, ``best_iou`` (N,), ``best_box`` (N, 4) (only
-    filled when ``want_k >= 0``) and ``invalid`` (N,) uint8 flags.
-    """
-    N = maps.shape[0]
-    T = thr_t.shape[0]
-    S = eligible.shape[0]
-    A = iou_thr.shape[0]
-    part = np.zeros((nchunks, S, A, T), np.int64)
-    best_iou = np.zeros(N, np.float64)
-    best_box = np.zeros((N, 4), np.int64)
-    invalid = np.zeros(N, np.uint8)
-    for c in prange(nchunks):
-        i0 = (N * c) // nchunks
-        i1 = (N * (c + 1)) // nchunks
-        _chunk_boxes(maps, gt_flat, gt_off, thr_t, multi, iou_thr, eligible, i0, i1, part[c], want_k, best_iou,
-                     best_box, invalid)
-    counts = np.zeros((S, A, T), np.int64)
-    for c in range(nchunks):
-        counts += part[c]
-    return counts, best_iou, best_box, invalid
-
-
 # --------------------------------------------------------------------------------------
 # PxAP histograms
 
 
 @njit(cache=True, nogil=True)
-def _hist_chunk(maps, masks, edges, i0, i1, pos, neg):
+def hist_chunk(maps, masks, edges, i0, i1, pos, neg):
+    """Histograms of images i0..i1-1 into pos/neg; returns the number of invalid scores."""
     nb = edges.shape[0] - 1
-    lo = edges[0]
-    hi = edges[nb]
     ncam = nb - 2  # number of arange edges below 1.0
-    step = (edges[ncam - 1] - edges[0]) / max(ncam - 1, 1) if ncam > 1 else 1.0
+    inv = (ncam - 1) / (edges[ncam - 1] - edges[0]) if ncam > 1 else 0.0
+    # four interleaved copies per class break the store-to-load chains of equal neighbours
+    h = np.zeros((8, nb), np.int64)
     bad = 0
     for i in range(i0, i1):
         m = maps[i]
@@ -810,40 +811,23 @@ def _hist_chunk(maps, masks, edges, i0, i1, pos, neg):
         for y in range(H):
             for x in range(W):
                 c = g[y, x]
+                v = np.float64(m[y, x])
+                if not (v >= 0.0 and v <= 1.0):  # NaN or outside [0, 1]: invalid score map
+                    bad += 1
+                    continue
                 if c > 1:
                     continue
-                v = np.float64(m[y, x])
-                if not (v >= lo and v <= hi):
-                    if v != v:
-                        bad += 1
-                    continue
                 # guess, then correct against the actual edges (np.histogram semantics)
-                if v < 1.0 and ncam > 1:
-                    k = np.int64(v / step)
-                    if k > ncam - 1:
-                        k = ncam - 1
-                else:
+                k = np.int64(v * inv) if v < 1.0 else ncam
+                if k > ncam:
                     k = ncam
                 while k > 0 and v < edges[k]:
                     k -= 1
                 while k < nb - 1 and v >= edges[k + 1]:
                     k += 1
-                if c == 1:
-                    pos[k] += 1
-                else:
-                    neg[k] += 1
+                h[(x & 3) + 4 * c, k] += 1
+    for r in range(4):
+        for k in range(nb):
+            neg[k] += h[r, k]
+            pos[k] += h[4 + r, k]
     return bad
-
-
-@njit(cache=True, parallel=True)
-def pxap_hist_kernel(maps, masks, edges, nchunks):
-    N = maps.shape[0]
-    nb = edges.shape[0] - 1
-    pos = np.zeros((nchunks, nb), np.int64)
-    neg = np.zeros((nchunks, nb), np.int64)
-    bad = np.zeros(nchunks, np.int64)
-    for c in prange(nchunks):
-        i0 = (N * c) // nchunks
-        i1 = (N * (c + 1)) // nchunks
-        bad[c] = _hist_chunk(maps, masks, edges, i0, i1, pos[c], neg[c])
-    return pos.sum(axis=0), neg.sum(axis=0), bad.sum()

@@ -31,7 +31,8 @@ def topk_correct(logits_or_topk_preds, labels, k: int = 1) -> np.ndarray:
         logits_or_topk_preds: (N, C) float scores (logits or probabilities), or
             (N, K) integer class indices sorted best first (K >= k), or (N,)
             integer top-1 predictions. With scores, ties are broken towards the
-            lower class index (stable sort).
+            lower class index (stable sort), and k larger than the number of classes
+            means every class counts.
         labels: (N,) integer true classes.
         k: how many top predictions count.
 
@@ -47,9 +48,7 @@ def topk_correct(logits_or_topk_preds, labels, k: int = 1) -> np.ndarray:
     if preds.ndim != 2 or preds.shape[0] != labels.shape[0]:
         raise ValueError(f"predictions {preds.shape} do not match labels {labels.shape}")
     if np.issubdtype(preds.dtype, np.floating):
-        if k > preds.shape[1]:
-            raise ValueError(f"k={k} exceeds the number of classes {preds.shape[1]}")
-        top = np.argsort(-preds, axis=1, kind="stable")[:, :k]
+        top = np.argsort(-preds, axis=1, kind="stable")[:, :k]  # k > C: every class counts
     elif np.issubdtype(preds.dtype, np.integer):
         if k > preds.shape[1]:
             raise ValueError(f"k={k} but only {preds.shape[1]} predictions per image were given")
@@ -158,7 +157,11 @@ def localization_errors(
     thresholds = np.append(grid, t)  # the last entry is the fixed threshold
     eligible = np.stack([c1, c5, np.ones(n, bool)])
     counts = box_correct_counts(
-        maps, gt_boxes, thresholds=thresholds, iou_thresholds=(iou_threshold,), multi_contour=multi_contour,
+        maps,
+        gt_boxes,
+        thresholds=thresholds,
+        iou_thresholds=(iou_threshold,),
+        multi_contour=multi_contour,
         eligible=eligible,
     )[:, 0, :]
     acc = counts.astype(np.float64) * 100.0 / float(n)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _sweep
-from .boxes import _nchunks, cam_thresholds
+from .boxes import _num_chunks, _run_chunks, cam_thresholds
 
 __all__ = ["PxAPResult", "pxap", "pxap_histograms", "normalize_scoremap"]
 
@@ -87,8 +87,15 @@ def pxap_histograms(scoremaps, gt_masks, *, cam_curve_interval: float = 0.01) ->
     masks = np.ascontiguousarray(masks)
     edges = _edges(cam_curve_interval)
     n = maps.shape[0]
-    pos, neg, bad = _sweep.pxap_hist_kernel(maps, masks, edges, _nchunks(max(n, 1)))
-    if bad:
+    parts = np.zeros((_num_chunks(n), 2, edges.shape[0] - 1), np.int64)
+    bad = np.zeros(_num_chunks(n), np.int64)
+
+    def work(c, i0, i1):
+        bad[c] = _sweep.hist_chunk(maps, masks, edges, i0, i1, parts[c, 0], parts[c, 1])
+
+    _run_chunks(n, work)
+    pos, neg = parts[:, 0].sum(axis=0), parts[:, 1].sum(axis=0)
+    if bad.any():
         raise ValueError("score maps must be in [0, 1] without NaN (normalize_scoremap)")
     return pos.astype(np.float64), neg.astype(np.float64)
 
