@@ -33,9 +33,8 @@ timm:<name>    the model's last three ``features_only`` levels       as timm rep
 
 from __future__ import annotations
 
-import functools
-
 import contextlib
+import functools
 import os
 import socket
 import warnings

@@ -7,25 +7,13 @@ import time
 
 import pytest
 import torch
-from wsolbench_plugins import backbones as bb
 
 from wsolbench.errors import UsageError, WsolbenchError
 from wsolbench.registry import default_registry
 from wsolbench.specs import FeatureLevel
+from wsolbench_plugins import backbones as bb
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster, and immune to a busy machine's oversubscription."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return default_registry()
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def registry_backbones():

@@ -6,12 +6,6 @@ import pytest
 
 from wsolbench import config as configuration
 from wsolbench.errors import UsageError
-from wsolbench.registry import default_registry
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return default_registry()
 
 
 def test_layers_merge_in_order(registry, tmp_path):

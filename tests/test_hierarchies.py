@@ -7,6 +7,11 @@ from collections import Counter
 
 import numpy as np
 import pytest
+
+from wsolbench.errors import UsageError, WsolbenchError
+from wsolbench.plugins import PluginSet, new_plugin_manager
+from wsolbench.registry import Registry
+from wsolbench.specs import Hierarchy
 from wsolbench_plugins import hierarchies
 from wsolbench_plugins.hierarchies import (
     build_hierarchy,
@@ -17,11 +22,6 @@ from wsolbench_plugins.hierarchies import (
     imagenet_wnids,
     load_hierarchy_yaml,
 )
-
-from wsolbench.errors import UsageError, WsolbenchError
-from wsolbench.plugins import PluginSet, new_plugin_manager
-from wsolbench.registry import Registry
-from wsolbench.specs import Hierarchy
 
 
 def check_consistent(h: Hierarchy) -> None:

@@ -10,32 +10,20 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
+from wsolbench.errors import UsageError, WsolbenchError
+from wsolbench.model import WSOLModel
+from wsolbench.registry import default_registry
+from wsolbench.specs import FeatureLevel, HeadSpec, Hierarchy, Method, Outputs
 from wsolbench_plugins.methods import _common
 from wsolbench_plugins.methods.danet import DANet
 from wsolbench_plugins.methods.dda import DDA
 from wsolbench_plugins.methods.hda import HDA
 from wsolbench_plugins.methods.multiloss import MultiLoss
 
-from wsolbench.errors import UsageError, WsolbenchError
-from wsolbench.model import WSOLModel
-from wsolbench.registry import default_registry
-from wsolbench.specs import FeatureLevel, HeadSpec, Hierarchy, Method, Outputs
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SIZE = 64  # every built-in backbone works at 64 px (inceptionv3 too: its first conv is padded)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster, and immune to a busy machine's oversubscription."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return default_registry()
 
 
 @pytest.fixture(scope="module")

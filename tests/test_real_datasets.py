@@ -13,6 +13,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+from wsolbench.data import collate_samples, denormalize_image
+from wsolbench.errors import UsageError, WsolbenchError
 from wsolbench_plugins.datasets import cub as cub_module
 from wsolbench_plugins.datasets._common import (
     SkippedSamplesWarning,
@@ -23,9 +26,6 @@ from wsolbench_plugins.datasets._common import (
 from wsolbench_plugins.datasets.cub import convert_box, load_cub
 from wsolbench_plugins.datasets.folder import load_folder
 from wsolbench_plugins.datasets.ilsvrc import load_ilsvrc
-
-from wsolbench.data import collate_samples, denormalize_image
-from wsolbench.errors import UsageError, WsolbenchError
 
 RED = (230, 20, 20)
 GREY = (128, 128, 128)
@@ -530,10 +530,9 @@ def test_folder_skip_bad(folder_root):
 
 
 def test_registered_datasets_options():
-    from wsolbench_plugins.datasets import folder, ilsvrc
-
     from wsolbench.plugins import PluginSet, new_plugin_manager
     from wsolbench.registry import Registry
+    from wsolbench_plugins.datasets import folder, ilsvrc
 
     manager = new_plugin_manager()
     for module in (cub_module, ilsvrc, folder):

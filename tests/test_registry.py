@@ -136,8 +136,19 @@ def installed_example_plugin(tmp_path_factory) -> Path:
     """The example plugin distribution installed (real metadata) into a private folder."""
     target = tmp_path_factory.mktemp("site")
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--no-index", "--target", str(target), str(EXAMPLE_PLUGIN)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(target),
+            str(EXAMPLE_PLUGIN),
+        ],
         check=True,
     )
     return target
@@ -188,7 +199,9 @@ def test_hookspecs_document_every_hook():
     from wsolbench import hookspecs
 
     hooks = [name for name in dir(hookspecs) if name.startswith("register_")]
-    assert sorted(hooks) == sorted(f"register_{kind}" for kind in ("backbones", "heads", "methods", "datasets", "hierarchies"))
+    assert sorted(hooks) == sorted(
+        f"register_{kind}" for kind in ("backbones", "heads", "methods", "datasets", "hierarchies")
+    )
     for name in hooks:
         assert getattr(hookspecs, name).__doc__.strip(), name
 

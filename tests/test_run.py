@@ -18,9 +18,23 @@ from wsolbench.cli.main import main
 pytestmark = pytest.mark.slow
 
 TINY = [
-    "--backbone", "tinycnn", "--image-size", "32", "--batch-size", "16", "--lr", "0.02",
-    "--set", "backbone.width=8", "--set", "head.channels=16",
-    "--set", "dataset.num_train=96", "--set", "dataset.num_test=24", "--quiet",
+    "--backbone",
+    "tinycnn",
+    "--image-size",
+    "32",
+    "--batch-size",
+    "16",
+    "--lr",
+    "0.02",
+    "--set",
+    "backbone.width=8",
+    "--set",
+    "head.channels=16",
+    "--set",
+    "dataset.num_train=96",
+    "--set",
+    "dataset.num_test=24",
+    "--quiet",
 ]
 
 
@@ -62,12 +76,26 @@ def test_same_seed_same_metrics_and_finished_runs_are_reused(tmp_path, capsys):
 
 
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
-    args = ["run", "--method", "danet", "--epochs", "3", *TINY, "--set", "dataset.num_train=192", "--log-format", "plain"]
+    args = [
+        "run",
+        "--method",
+        "danet",
+        "--epochs",
+        "3",
+        *TINY,
+        "--set",
+        "dataset.num_train=192",
+        "--log-format",
+        "plain",
+    ]
     assert run_cli(*args, "--out", str(tmp_path / "full")).returncode == 0
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "wsolbench.cli.main", *args, "--out", str(killed)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wsolbench.cli.main", *args, "--out", str(killed)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while not list(killed.glob("*/checkpoint.pt")) and time.time() < deadline:
         time.sleep(0.05)
@@ -126,8 +154,18 @@ def test_two_process_gloo_ddp_matches_a_single_process_run(tmp_path):
     args = ["run", "--method", "danet", "--epochs", "2", *TINY, "--set", "backbone.batch_norm=false", "--device", "cpu"]
     single = run_cli(*args, "--out", str(tmp_path / "single"))
     assert single.returncode == 0, single.stderr
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29731",
-                "-m", "wsolbench.cli.main", *args, "--out", str(tmp_path / "ddp")]
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=29731",
+        "-m",
+        "wsolbench.cli.main",
+        *args,
+        "--out",
+        str(tmp_path / "ddp"),
+    ]
     ddp = subprocess.run(torchrun, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert ddp.returncode == 0, ddp.stderr[-2000:]
     single_metrics, ddp_metrics = metrics_of(tmp_path / "single"), metrics_of(tmp_path / "ddp")

@@ -43,23 +43,39 @@ def make_run(
     dataset = dict(SYNTHETIC if dataset is None else dataset)
     run_dir = root / name
     run_dir.mkdir(parents=True)
-    config = {"method": {"name": method}, "backbone": {"name": "tinycnn"}, "dataset": dataset,
-              "eval": {"cam_curve_interval": 0.05}, "seed": 0}
+    config = {
+        "method": {"name": method},
+        "backbone": {"name": "tinycnn"},
+        "dataset": dataset,
+        "eval": {"cam_curve_interval": 0.05},
+        "seed": 0,
+    }
     synthetic = default_registry().build("datasets", "synthetic", split="test", num_test=N, image_size=S)
     items = [synthetic.generate(i) for i in range(N)]
     rng = np.random.default_rng(0)
     names = ["0:order", "1:family", "2:species"]
-    with CacheWriter(run_dir / "cache.h5", meta=CacheMeta.from_config(config), num_images=N, map_size=(S, S),
-                     num_classes=C, num_levels=len(names) if levels else 0, level_names=names if levels else None,
-                     k_maps_shape=(K, 4, 4) if k_maps else None) as writer:
+    with CacheWriter(
+        run_dir / "cache.h5",
+        meta=CacheMeta.from_config(config),
+        num_images=N,
+        map_size=(S, S),
+        num_classes=C,
+        num_levels=len(names) if levels else 0,
+        level_names=names if levels else None,
+        k_maps_shape=(K, 4, 4) if k_maps else None,
+    ) as writer:
         for i, item in enumerate(items):
             x0, y0, x1, y1 = item.box
             fused = blob((x0 + x1) / 2 + i % 3, (y0 + y1) / 2, max(2.0, (x1 - x0) / 3))
             logits = rng.normal(size=(1, C)).astype(np.float32)
             logits[0, item.label] += 3.0 * (i % 2)  # every other image classified right
             writer.write_batch(
-                image_ids=[f"test/{i:06d}"], labels=[item.label], logits=logits,
-                fused_pred=fused[None], fused_gt=fused[None], boxes=[item.box[None]],
+                image_ids=[f"test/{i:06d}"],
+                labels=[item.label],
+                logits=logits,
+                fused_pred=fused[None],
+                fused_gt=fused[None],
+                boxes=[item.box[None]],
                 level_maps=np.stack([blob(x0, y0, 3 + j) for j in range(len(names))])[None] if levels else None,
                 k_maps=rng.random((1, K, 4, 4)) if k_maps else None,
             )
@@ -181,8 +197,9 @@ def test_cli(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 
 
 def test_cli_warning_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    run = make_run(tmp_path / "runs", dataset={"name": "cub", "root": str(tmp_path / "missing")}, levels=False,
-                   k_maps=False)
+    run = make_run(
+        tmp_path / "runs", dataset={"name": "cub", "root": str(tmp_path / "missing")}, levels=False, k_maps=False
+    )
     assert main(["show", str(run), "--out", str(tmp_path / "out"), "--n", "1"]) == 0
     err = capsys.readouterr().err.strip()
     assert err.startswith("wsolbench show: warning: run-a: no images (dataset 'cub' cannot be built")

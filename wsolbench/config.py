@@ -100,11 +100,15 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise UsageError(f"config file {str(path)!r}{where} is not valid YAML ({getattr(error, 'problem', error)}): fix the syntax") from None
+        raise UsageError(
+            f"config file {str(path)!r}{where} is not valid YAML ({getattr(error, 'problem', error)}): fix the syntax"
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise UsageError(f"config file {str(path)!r} must be a mapping of sections (method:, train:, ...), not {type(data).__name__}")
+        raise UsageError(
+            f"config file {str(path)!r} must be a mapping of sections (method:, train:, ...), not {type(data).__name__}"
+        )
     return data
 
 
@@ -152,7 +156,11 @@ def resolve(
 
 def _annotation_ok(value: Any, annotation: Any) -> bool:
     """Does ``value`` fit a simple annotation (``bool | str``, ``int``, ``list[int]``, ``X | None``)?"""
-    options = typing.get_args(annotation) if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union else (annotation,)
+    options = (
+        typing.get_args(annotation)
+        if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union
+        else (annotation,)
+    )
     for option in options:
         origin = typing.get_origin(option) or option
         if option is type(None) and value is None:
@@ -178,14 +186,20 @@ def _type_ok(value: Any, default: Any) -> bool:
     return isinstance(value, type(default))
 
 
-def _check_keys(section: str, values: Mapping[str, Any], allowed: Mapping[str, Any], types: Mapping[str, Any] | None = None) -> None:
+def _check_keys(
+    section: str, values: Mapping[str, Any], allowed: Mapping[str, Any], types: Mapping[str, Any] | None = None
+) -> None:
     for key, value in values.items():
         dotted = f"{section}.{key}" if section else key
         if key not in allowed:
-            raise UsageError(f"unknown config key {dotted!r}; allowed keys{' in ' + section if section else ''}: {', '.join(sorted(allowed))}")
+            raise UsageError(
+                f"unknown config key {dotted!r}; allowed keys{' in ' + section if section else ''}: {', '.join(sorted(allowed))}"
+            )
         default = allowed[key]
         if isinstance(default, dict) and not isinstance(value, dict):
-            raise UsageError(f"config key {dotted!r} is a section; set its keys, e.g. {dotted}.{next(iter(default), 'name')}=...")
+            raise UsageError(
+                f"config key {dotted!r} is a section; set its keys, e.g. {dotted}.{next(iter(default), 'name')}=..."
+            )
         annotation = (types or {}).get(key)
         fits = _annotation_ok(value, annotation) if annotation is not None else _type_ok(value, default)
         if not isinstance(default, dict) and not fits:

@@ -55,6 +55,8 @@ def register_datasets(register):
 
     ``factory(*, split, root=None, **options)`` returns a :class:`wsolbench.specs.WSOLDataset`
     with images, class labels, boxes (and masks where known) and its class hierarchy.
+    The factory may carry a ``train_preset`` attribute: a config mapping (sections ``train``,
+    ``eval``, ``dataset``) merged over the defaults and under the user's settings.
     """
 
 

@@ -21,7 +21,9 @@ class WSOLModel(nn.Module):
         hierarchy: The dataset's class hierarchy (sizes the heads).
     """
 
-    def __init__(self, backbone: Backbone, head_factory: Callable[..., nn.Module], method: Method, hierarchy: Hierarchy):
+    def __init__(
+        self, backbone: Backbone, head_factory: Callable[..., nn.Module], method: Method, hierarchy: Hierarchy
+    ):
         super().__init__()
         self.backbone = backbone
         self.method = method

@@ -43,7 +43,9 @@ def upsample_normalized(maps: Tensor, size: tuple[int, int]) -> np.ndarray:
     return normalize_scoremap(resized.cpu().numpy()).astype(np.float32)
 
 
-def predict_batch(model: WSOLModel, batch: Batch, runtime: Runtime, *, amp: bool, save_levels: bool, save_k: bool) -> dict[str, Any]:
+def predict_batch(
+    model: WSOLModel, batch: Batch, runtime: Runtime, *, amp: bool, save_levels: bool, save_k: bool
+) -> dict[str, Any]:
     """Run the model on one batch; maps come back at the images' resolution, normalised."""
     images = batch.images.to(runtime.device)
     labels = batch.labels.to(runtime.device)
@@ -67,7 +69,10 @@ def predict_batch(model: WSOLModel, batch: Batch, runtime: Runtime, *, amp: bool
     rows = torch.arange(len(labels), device=runtime.device)
     if save_levels:
         fields["level_maps"] = np.stack(
-            [upsample_normalized(minmax_normalize(maps[rows, cls]), size) for maps, cls in zip(outputs.class_maps, gt_classes)],
+            [
+                upsample_normalized(minmax_normalize(maps[rows, cls]), size)
+                for maps, cls in zip(outputs.class_maps, gt_classes)
+            ],
             axis=1,
         )
     if save_k:
@@ -83,16 +88,26 @@ def shard_indices(size: int, runtime: Runtime) -> list[int]:
     return list(range(runtime.rank, size, runtime.world_size))
 
 
-def iterate_predictions(model: WSOLModel, dataset: WSOLDataset, config: dict[str, Any], runtime: Runtime) -> Iterator[dict[str, Any]]:
+def iterate_predictions(
+    model: WSOLModel, dataset: WSOLDataset, config: dict[str, Any], runtime: Runtime
+) -> Iterator[dict[str, Any]]:
     """Predictions for this rank's shard, batch by batch, in index order."""
     evaluation = config["eval"]
     subset = torch.utils.data.Subset(dataset, shard_indices(len(dataset), runtime))
-    loader = DataLoader(subset, batch_size=evaluation["batch_size"], shuffle=False, collate_fn=collate_samples,
-                        num_workers=config["train"]["workers"], pin_memory=runtime.device.type == "cuda")
+    loader = DataLoader(
+        subset,
+        batch_size=evaluation["batch_size"],
+        shuffle=False,
+        collate_fn=collate_samples,
+        num_workers=config["train"]["workers"],
+        pin_memory=runtime.device.type == "cuda",
+    )
     model.eval()
     save_k = evaluation["save_k_maps"] and model.head_specs[-1].k > 1
     for batch in loader:
-        yield predict_batch(model, batch, runtime, amp=bool(config["amp"]), save_levels=evaluation["save_level_maps"], save_k=save_k)
+        yield predict_batch(
+            model, batch, runtime, amp=bool(config["amp"]), save_levels=evaluation["save_level_maps"], save_k=save_k
+        )
 
 
 def write_cache(
@@ -149,7 +164,4 @@ def _interleave(per_rank: list[list[dict[str, Any]]], size: int) -> Iterator[dic
 def _split_rows(fields: dict[str, Any]) -> list[dict[str, Any]]:
     """A batch's fields as a list of one-image batches."""
     count = len(fields["image_ids"])
-    return [
-        {key: (None if value is None else value[i : i + 1]) for key, value in fields.items()}
-        for i in range(count)
-    ]
+    return [{key: (None if value is None else value[i : i + 1]) for key, value in fields.items()} for i in range(count)]

@@ -47,7 +47,9 @@ class Progress:
         self._epoch, self._epochs, self._batches = epoch, epochs, batches
         self._start, self._seen = time.perf_counter(), 0
         if not self.quiet and self.format == "bar":
-            self._bar = tqdm(total=batches, desc=f"epoch {epoch + 1}/{epochs}", file=self.stream, leave=False, dynamic_ncols=True)
+            self._bar = tqdm(
+                total=batches, desc=f"epoch {epoch + 1}/{epochs}", file=self.stream, leave=False, dynamic_ncols=True
+            )
 
     def step(self, batch: int, images: int, loss: float) -> None:
         self._seen += images
@@ -59,7 +61,14 @@ class Progress:
             self._bar.update(1)
         elif (batch + 1) % self.every == 0 or batch + 1 == self._batches:
             eta = (self._batches - batch - 1) * (time.perf_counter() - self._start) / (batch + 1)
-            self._line("batch", batch=batch + 1, batches=self._batches, loss=round(loss, 5), img_per_s=round(rate, 1), eta_s=round(eta, 1))
+            self._line(
+                "batch",
+                batch=batch + 1,
+                batches=self._batches,
+                loss=round(loss, 5),
+                img_per_s=round(rate, 1),
+                eta_s=round(eta, 1),
+            )
 
     def end_epoch(self, **metrics: float) -> None:
         if self._bar is not None:
@@ -67,7 +76,9 @@ class Progress:
             self._bar = None
         if not self.quiet:
             elapsed = time.perf_counter() - self._start
-            self._line("epoch", seconds=round(elapsed, 1), img_per_s=round(self._seen / max(elapsed, 1e-9), 1), **metrics)
+            self._line(
+                "epoch", seconds=round(elapsed, 1), img_per_s=round(self._seen / max(elapsed, 1e-9), 1), **metrics
+            )
 
     def _line(self, event: str, **fields: Any) -> None:
         fields = {"epoch": self._epoch + 1, "epochs": self._epochs, **fields}

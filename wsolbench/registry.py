@@ -82,7 +82,9 @@ class Registry:
 
     def _add(self, kind: str, plugin: PluginInfo, name: str, factory: Callable[..., Any]) -> None:
         if name != name.lower() or not name:
-            raise WsolbenchError(f"plugin {plugin.name!r} registered {SINGULAR[kind]} {name!r}: names must be lowercase")
+            raise WsolbenchError(
+                f"plugin {plugin.name!r} registered {SINGULAR[kind]} {name!r}: names must be lowercase"
+            )
         table = self._tables[kind]
         if name in table:
             other = table[name].plugin
@@ -118,8 +120,7 @@ class Registry:
         hint = f" did you mean: {', '.join(close)}?" if close else ""
         available = ", ".join(sorted(table)) or "none registered"
         raise UsageError(
-            f"unknown {SINGULAR[kind]} {name!r};{hint} available: {available} "
-            f"(see `wsolbench list {kind}`)"
+            f"unknown {SINGULAR[kind]} {name!r};{hint} available: {available} (see `wsolbench list {kind}`)"
         )
 
     def build(self, kind: str, name: str, **options: Any) -> Any:

@@ -20,7 +20,9 @@ def resolve_run_dir(path: str | Path) -> Path:
     if path.is_file() and path.suffix == ".h5":
         return path.parent
     if not (path / CACHE_FILENAME).is_file():
-        raise UsageError(f"{str(path)!r} is not a run directory (no {CACHE_FILENAME}): pass a folder under runs/ or its cache file")
+        raise UsageError(
+            f"{str(path)!r} is not a run directory (no {CACHE_FILENAME}): pass a folder under runs/ or its cache file"
+        )
     return path
 
 
@@ -33,7 +35,9 @@ def find_run_dirs(paths: Sequence[str | Path]) -> list[Path]:
         else:
             found.append(resolve_run_dir(path))
     if not found:
-        raise UsageError(f"no finished runs under {', '.join(map(str, paths))}: run `wsolbench run` first or name run folders")
+        raise UsageError(
+            f"no finished runs under {', '.join(map(str, paths))}: run `wsolbench run` first or name run folders"
+        )
     return found
 
 
@@ -50,8 +54,15 @@ def run_metrics(run_dir: Path, *, recompute: bool = False) -> dict[str, Any]:
 def run_row(run_dir: Path, *, recompute: bool = False) -> dict[str, Any]:
     """One table row: the run's names and seed (from the cache metadata) plus its metrics."""
     meta = read_meta(run_dir / CACHE_FILENAME)
-    return {"method": meta.method, "backbone": meta.backbone, "dataset": meta.dataset, "seed": meta.seed,
-            "variant": config_variant(meta.config), "run": run_dir.name, **run_metrics(run_dir, recompute=recompute)}
+    return {
+        "method": meta.method,
+        "backbone": meta.backbone,
+        "dataset": meta.dataset,
+        "seed": meta.seed,
+        "variant": config_variant(meta.config),
+        "run": run_dir.name,
+        **run_metrics(run_dir, recompute=recompute),
+    }
 
 
 def render_runs(run_dirs: Iterable[Path], *, fmt: str = "github", recompute: bool = False, **options: Any) -> str:

@@ -15,10 +15,10 @@ from wsolbench.evaluate import evaluate_cache
 from wsolbench.predict import write_cache
 from wsolbench.progress import Progress
 from wsolbench.registry import Registry
+from wsolbench.results import METRICS_FILENAME
 from wsolbench.runtime import init_runtime, shutdown
 from wsolbench.train import CHECKPOINT, build_parts, train
 
-from wsolbench.results import METRICS_FILENAME
 CONFIG_FILENAME = "config.yaml"
 
 
@@ -48,7 +48,9 @@ def evaluate_run_dir(run_dir: Path, config: dict[str, Any] | None = None) -> dic
     """Metrics of a run from its cache alone; saved as ``metrics.json`` beside it."""
     cache = read_cache(run_dir / CACHE_FILENAME)
     evaluation = (config or cache.meta.config).get("eval", configuration.DEFAULTS["eval"])
-    metrics = evaluate_cache(cache, cam_threshold=evaluation["cam_threshold"], cam_curve_interval=evaluation["cam_curve_interval"])
+    metrics = evaluate_cache(
+        cache, cam_threshold=evaluation["cam_threshold"], cam_curve_interval=evaluation["cam_curve_interval"]
+    )
     write_json_atomic(run_dir / METRICS_FILENAME, metrics)
     return metrics
 
@@ -75,15 +77,23 @@ def execute(
         progress.message("reusing finished run", run=str(run_dir))
         return RunResult(run_dir, json.loads((run_dir / METRICS_FILENAME).read_text()), reused=True)
     if (run_dir / CHECKPOINT).exists() and not (resume or force):
-        raise UsageError(f"run directory {str(run_dir)!r} holds an unfinished run: add --resume to continue it or --force to start over")
+        raise UsageError(
+            f"run directory {str(run_dir)!r} holds an unfinished run: add --resume to continue it or --force to start over"
+        )
     runtime = init_runtime(config["device"])
     try:
         if runtime.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / CONFIG_FILENAME).write_text(configuration.dump(config))
         parts = build_parts(config, registry)
-        progress.message("run", dir=str(run_dir), device=str(runtime.device), processes=runtime.world_size,
-                         train_images=len(parts.train_set), test_images=len(parts.test_set))
+        progress.message(
+            "run",
+            dir=str(run_dir),
+            device=str(runtime.device),
+            processes=runtime.world_size,
+            train_images=len(parts.train_set),
+            test_images=len(parts.test_set),
+        )
         train(parts, config, runtime, run_dir, config_hash=digest, resume=resume and not force, progress=progress)
         meta = CacheMeta.from_config(config, plugin_versions=_plugin_versions(config, registry), config_hash=digest)
         write_cache(run_dir / CACHE_FILENAME, parts.model, parts.test_set, config, runtime, meta)

@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 
 @dataclass(frozen=True)
@@ -202,7 +202,9 @@ class Method:
 
     def loss(self, outputs: Outputs, targets: list[Tensor]) -> dict[str, Tensor]:
         """Sum of every head's cross-entropy against its label level's targets."""
-        terms = {f"ce{i}": F.cross_entropy(logits, target) for i, (logits, target) in enumerate(zip(outputs.logits, targets))}
+        terms = {
+            f"ce{i}": F.cross_entropy(logits, target) for i, (logits, target) in enumerate(zip(outputs.logits, targets))
+        }
         return {"loss": sum(terms.values()), **terms}
 
     def fuse(self, outputs: Outputs, classes: list[Tensor]) -> Tensor:

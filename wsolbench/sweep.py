@@ -28,7 +28,9 @@ def load_grid(path: str | Path) -> tuple[dict[str, list[Any]], dict[str, Any]]:
     data = configuration.load_yaml(path)
     unknown = set(data) - set(GRID_AXES) - {"base"}
     if unknown:
-        raise UsageError(f"grid {str(path)!r}: unknown key {sorted(unknown)[0]!r}; allowed: {', '.join([*GRID_AXES, 'base'])}")
+        raise UsageError(
+            f"grid {str(path)!r}: unknown key {sorted(unknown)[0]!r}; allowed: {', '.join([*GRID_AXES, 'base'])}"
+        )
     axes = {}
     for axis in GRID_AXES:
         values = data.get(axis, [])

@@ -122,7 +122,9 @@ def set_epoch_learning_rate(optimizer: torch.optim.Optimizer, epoch: int, config
         group["lr"] = base * multiplier * factor
 
 
-def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int, config_hash: str) -> None:
+def save_checkpoint(
+    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int, config_hash: str
+) -> None:
     """Write the state after ``epoch`` completed epochs atomically (temp file + rename)."""
     state = {
         "model": model.state_dict(),
@@ -143,9 +145,13 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any unreadable checkpoint gets the same advice
-        raise WsolbenchError(f"checkpoint {str(path)!r} cannot be read ({type(error).__name__}): delete it and re-run without --resume") from None
+        raise WsolbenchError(
+            f"checkpoint {str(path)!r} cannot be read ({type(error).__name__}): delete it and re-run without --resume"
+        ) from None
     if state.get("config_hash") != config_hash:
-        raise WsolbenchError(f"checkpoint {str(path)!r} belongs to a different config: re-run with the original config or without --resume")
+        raise WsolbenchError(
+            f"checkpoint {str(path)!r} belongs to a different config: re-run with the original config or without --resume"
+        )
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["torch_rng"])

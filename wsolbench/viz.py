@@ -462,8 +462,18 @@ def _box(ax: Any, box: Sequence[int], colour: str, width: float = 2.0, zorder: f
     from matplotlib.patches import Rectangle
 
     x0, y0, x1, y1 = (int(v) for v in box)
-    ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False, edgecolor=colour,
-                           linewidth=width, clip_on=False, zorder=zorder))
+    ax.add_patch(
+        Rectangle(
+            (x0 - 0.5, y0 - 0.5),
+            x1 - x0 + 1,
+            y1 - y0 + 1,
+            fill=False,
+            edgecolor=colour,
+            linewidth=width,
+            clip_on=False,
+            zorder=zorder,
+        )
+    )
 
 
 def _gt_boxes(ax: Any, run: _Run, index: int, width: float = 2.0) -> None:
@@ -497,8 +507,11 @@ def _overlays_figure(run: _Run) -> Any:
     maps = cache.fused_pred[picked]
     pred = best_boxes(maps, [cache.boxes[i] for i in picked], run.threshold, multi_contour=False)
     rows, cols = _grid(len(picked))
-    header = [_header(run), "fused map of the predicted class; yellow: ground truth; red: predicted box "
-              f"(largest region) at CAM threshold {run.threshold:.2f} ({run.threshold_source})"]
+    header = [
+        _header(run),
+        "fused map of the predicted class; yellow: ground truth; red: predicted box "
+        f"(largest region) at CAM threshold {run.threshold:.2f} ({run.threshold_source})",
+    ]
     grid = _panel_grid(rows, cols, map_size=cache.map_size, header=header, side=PANEL, panel_title=0.42, gap=0.12)
     for k, ax in enumerate(grid.axes.flat):
         if k >= len(picked):
@@ -512,8 +525,11 @@ def _overlays_figure(run: _Run) -> Any:
         iou = float(pred.ious[k])
         right = pred_class == gt_class and iou >= CORRECT_IOU
         verdict = "cls ok" if pred_class == gt_class else "cls wrong"
-        ax.set_title(f"{_short(cache.image_ids[i])}\nIoU {iou:.2f}  gt {gt_class} pred {pred_class} ({verdict})",
-                     fontsize=8.5, color="darkgreen" if right else "darkred")
+        ax.set_title(
+            f"{_short(cache.image_ids[i])}\nIoU {iou:.2f}  gt {gt_class} pred {pred_class} ({verdict})",
+            fontsize=8.5,
+            color="darkgreen" if right else "darkred",
+        )
     return grid.fig
 
 
@@ -525,8 +541,9 @@ def _map_rows_figure(run: _Run, columns: list[tuple[str, Any]], title: str) -> A
     picked = run.picked
     rows, cols = len(picked), len(columns) + 1
     side = 1.5 if cols > 6 else 1.8
-    grid = _panel_grid(rows, cols, map_size=run.cache.map_size, header=[_header(run), title], side=side,
-                       first_title=0.25, left=0.3)
+    grid = _panel_grid(
+        rows, cols, map_size=run.cache.map_size, header=[_header(run), title], side=side, first_title=0.25, left=0.3
+    )
     axes = grid.axes
     for k, i in enumerate(picked):
         image = _background(run, k)
@@ -565,8 +582,12 @@ def _k_maps_figure(run: _Run) -> Any:
     columns = [(f"k = {j + 1}", k_maps[:, j]) for j in range(k_maps.shape[1])]
     columns.append(("fused (GT class)", cache.fused_gt[picked]))
     h, w = k_maps.shape[-2:]
-    return _map_rows_figure(run, columns, f"the {k_maps.shape[1]} maps of the ground-truth class ({h}x{w}, "
-                                          "each min-max normalised, upsampled bilinearly)")
+    return _map_rows_figure(
+        run,
+        columns,
+        f"the {k_maps.shape[1]} maps of the ground-truth class ({h}x{w}, "
+        "each min-max normalised, upsampled bilinearly)",
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -606,8 +627,12 @@ def _curve_figure(runs: list[_Run]) -> Any:
     for r, run in enumerate(runs):
         colour = f"C{r % 10}"
         best = int(np.argmax(run.curve))
-        ax.plot(run.grid, run.curve, color=colour,
-                label=f"{run.label}: MaxBoxAcc {run.curve[best]:.1f} @ {run.grid[best]:.2f}")
+        ax.plot(
+            run.grid,
+            run.curve,
+            color=colour,
+            label=f"{run.label}: MaxBoxAcc {run.curve[best]:.1f} @ {run.grid[best]:.2f}",
+        )
         ax.plot(run.grid[best], run.curve[best], "o", color=colour)
         ax.axvline(run.threshold, color=colour, linestyle=":", linewidth=1)
     ax.set_xlim(0.0, 1.0)

@@ -22,6 +22,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from wsolbench import hookimpl
+from wsolbench.errors import WsolbenchError
 from wsolbench_plugins.datasets._common import (
     BoxDataset,
     Problems,
@@ -37,9 +39,6 @@ from wsolbench_plugins.datasets._common import (
     verify_records,
 )
 from wsolbench_plugins.hierarchies import cub_hierarchy, dataset_hierarchy
-
-from wsolbench import hookimpl
-from wsolbench.errors import WsolbenchError
 
 NAME = "cub"
 SPLITS = ("train", "test")

@@ -32,6 +32,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from wsolbench import hookimpl
+from wsolbench.errors import WsolbenchError
+from wsolbench.specs import Hierarchy
 from wsolbench_plugins.datasets._common import (
     BoxDataset,
     Problems,
@@ -49,10 +52,6 @@ from wsolbench_plugins.datasets._common import (
     yaml_line,
 )
 from wsolbench_plugins.hierarchies import dataset_hierarchy
-
-from wsolbench import hookimpl
-from wsolbench.errors import WsolbenchError
-from wsolbench.specs import Hierarchy
 
 NAME = "folder"
 SPLITS = ("train", "val", "test")

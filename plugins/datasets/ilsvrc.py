@@ -32,6 +32,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from wsolbench import hookimpl
+from wsolbench.errors import UsageError, WsolbenchError
+from wsolbench.specs import Hierarchy
 from wsolbench_plugins.datasets._common import (
     BoxDataset,
     Problems,
@@ -47,10 +50,6 @@ from wsolbench_plugins.datasets._common import (
     verify_records,
 )
 from wsolbench_plugins.hierarchies import dataset_hierarchy, imagenet_class_names, imagenet_hierarchy, imagenet_wnids
-
-from wsolbench import hookimpl
-from wsolbench.errors import UsageError, WsolbenchError
-from wsolbench.specs import Hierarchy
 
 NAME = "ilsvrc"
 SPLITS = ("train", "val", "test")

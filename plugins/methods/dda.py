@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from torch import Tensor
-from wsolbench_plugins.methods._common import check_int, joint_divergence, level_divergence, random_subset
-from wsolbench_plugins.methods.multiloss import MultiLoss
 
 from wsolbench import hookimpl
 from wsolbench.errors import UsageError
 from wsolbench.specs import Outputs
+from wsolbench_plugins.methods._common import check_int, joint_divergence, level_divergence, random_subset
+from wsolbench_plugins.methods.multiloss import MultiLoss
 
 SCOPES = ("level", "joint")
 

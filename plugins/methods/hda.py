@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from wsolbench import hookimpl
 from wsolbench_plugins.methods._common import hierarchical_label_levels
 from wsolbench_plugins.methods.multiloss import MultiLoss
-
-from wsolbench import hookimpl
 
 
 class HDA(MultiLoss):

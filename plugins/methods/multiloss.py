@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from wsolbench_plugins.methods._common import check_int, deepest_levels
-
 from wsolbench import hookimpl
 from wsolbench.specs import FeatureLevel, HeadSpec, Hierarchy, Method
+from wsolbench_plugins.methods._common import check_int, deepest_levels
 
 
 class MultiLoss(Method):

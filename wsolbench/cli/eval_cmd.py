@@ -11,7 +11,9 @@ from wsolbench.results import render_runs, resolve_run_dir
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("eval", help="recompute a run's metrics from its HDF5 cache")
     parser.add_argument("runs", nargs="+", type=Path, metavar="RUN_OR_CACHE", help="run folder(s) or cache.h5 file(s)")
-    parser.add_argument("--format", default="github", choices=["github", "markdown", "latex", "csv"], help="table format")
+    parser.add_argument(
+        "--format", default="github", choices=["github", "markdown", "latex", "csv"], help="table format"
+    )
     parser.set_defaults(handler=run)
 
 

@@ -20,7 +20,9 @@ def run(args: argparse.Namespace) -> int:
     provided: dict[str, list[str]] = {}
     for kind in KINDS:
         for component in registry.components(kind):
-            provided.setdefault(component.plugin.name, []).append(f"{kind[:-1] if kind != 'hierarchies' else 'hierarchy'}:{component.name}")
+            provided.setdefault(component.plugin.name, []).append(
+                f"{kind[:-1] if kind != 'hierarchies' else 'hierarchy'}:{component.name}"
+            )
     rows = [
         (info.name, info.distribution, info.version, ", ".join(provided.get(info.name, [])) or "-")
         for info in sorted(registry.plugins.info.values(), key=lambda i: (i.distribution, i.name))

@@ -13,16 +13,30 @@ from wsolbench.registry import default_registry
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``run`` and ``sweep``: config sources and runtime settings."""
-    parser.add_argument("--config", metavar="FILE.yaml", help="YAML config file (sections: method, backbone, head, dataset, train, eval)")
-    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one config key, dotted, value parsed as YAML (repeatable), e.g. --set method.k=4")
+    parser.add_argument(
+        "--config",
+        metavar="FILE.yaml",
+        help="YAML config file (sections: method, backbone, head, dataset, train, eval)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config key, dotted, value parsed as YAML (repeatable), e.g. --set method.k=4",
+    )
     parser.add_argument("--device", choices=None, help="auto (CUDA when present, default), cpu, cuda or cuda:N")
     parser.add_argument("--amp", action="store_true", default=None, help="mixed precision (fp16 on CUDA, bf16 on CPU)")
     parser.add_argument("--out", type=Path, default=Path("runs"), help="directory of run folders (default: runs/)")
     parser.add_argument("--force", action="store_true", help="retrain even if the run's results or checkpoint exist")
     parser.add_argument("--quiet", action="store_true", help="print only the result table and errors")
-    parser.add_argument("--log-format", choices=LOG_FORMATS, default="auto",
-                        help="progress: a bar on a terminal, plain lines otherwise (auto, default), or json lines")
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="auto",
+        help="progress: a bar on a terminal, plain lines otherwise (auto, default), or json lines",
+    )
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -83,8 +97,12 @@ def flag_overrides(args: argparse.Namespace, image_size_key: str) -> dict[str, A
 def run(args: argparse.Namespace) -> int:
     registry = default_registry()
     dataset = args.dataset or configuration.DEFAULTS["dataset"]["name"]
-    image_size_key = "dataset.image_size" if "image_size" in registry.get("datasets", dataset).options else "dataset.crop"
-    config = configuration.resolve(registry, file=args.config, sets=args.sets, flags=flag_overrides(args, image_size_key))
+    image_size_key = (
+        "dataset.image_size" if "image_size" in registry.get("datasets", dataset).options else "dataset.crop"
+    )
+    config = configuration.resolve(
+        registry, file=args.config, sets=args.sets, flags=flag_overrides(args, image_size_key)
+    )
     from wsolbench.results import render_runs
     from wsolbench.runner import execute
 

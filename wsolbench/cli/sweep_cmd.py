@@ -17,23 +17,32 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="run the cross product of methods x backbones x datasets x seeds",
         description="Runs whose results already exist with the same config hash are reused, not retrained.",
     )
-    parser.add_argument("grid", type=Path, help="grid YAML: methods, backbones, datasets, seeds lists and a base config")
-    parser.add_argument("--format", default="github", choices=["github", "markdown", "latex", "csv"], help="table format")
+    parser.add_argument(
+        "grid", type=Path, help="grid YAML: methods, backbones, datasets, seeds lists and a base config"
+    )
+    parser.add_argument(
+        "--format", default="github", choices=["github", "markdown", "latex", "csv"], help="table format"
+    )
     parser.add_argument("--dry-run", action="store_true", help="list the runs without training")
     add_run_options(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from wsolbench.results import render_runs
     from wsolbench.runner import execute
     from wsolbench.sweep import grid_points, load_grid
-    from wsolbench.results import render_runs
 
     registry = default_registry()
     axes, base = load_grid(args.grid)
     configs = [
-        configuration.resolve(registry, file=args.config, base=base, sets=args.sets,
-                              flags={**point, "device": args.device, "amp": args.amp})
+        configuration.resolve(
+            registry,
+            file=args.config,
+            base=base,
+            sets=args.sets,
+            flags={**point, "device": args.device, "amp": args.amp},
+        )
         for point in grid_points(axes)
     ]
     progress = Progress(args.log_format, quiet=args.quiet)

@@ -11,12 +11,24 @@ from wsolbench.results import find_run_dirs, render_runs
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("table", help="comparison table of finished runs")
-    parser.add_argument("runs", nargs="*", type=Path, default=[Path("runs")],
-                        help="run folders, cache files or folders of runs (default: runs/)")
-    parser.add_argument("--format", default="github", choices=["github", "markdown", "latex", "csv"], help="table format")
+    parser.add_argument(
+        "runs",
+        nargs="*",
+        type=Path,
+        default=[Path("runs")],
+        help="run folders, cache files or folders of runs (default: runs/)",
+    )
+    parser.add_argument(
+        "--format", default="github", choices=["github", "markdown", "latex", "csv"], help="table format"
+    )
     parser.add_argument("--sort", metavar="COLUMN", help="sort rows by this column (e.g. loc_err_top1)")
-    parser.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
-                        help="keep rows whose KEY equals VALUE, e.g. --filter method=danet (repeatable)")
+    parser.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keep rows whose KEY equals VALUE, e.g. --filter method=danet (repeatable)",
+    )
     parser.add_argument("--no-group", action="store_true", help="one row per seed instead of mean ± std over seeds")
     parser.add_argument("--paper", action="store_true", help="add the DANet paper's published rows, marked as such")
     parser.add_argument("--recompute", action="store_true", help="recompute metrics from the caches")
@@ -28,6 +40,15 @@ def run(args: argparse.Namespace) -> int:
     for assignment in args.filter:
         key, value = parse_set(assignment)
         filters[".".join(key)] = str(value)
-    print(render_runs(find_run_dirs(args.runs), fmt=args.format, recompute=args.recompute, sort_by=args.sort,
-                      filters=filters, group_seeds=not args.no_group, include_paper=args.paper))
+    print(
+        render_runs(
+            find_run_dirs(args.runs),
+            fmt=args.format,
+            recompute=args.recompute,
+            sort_by=args.sort,
+            filters=filters,
+            group_seeds=not args.no_group,
+            include_paper=args.paper,
+        )
+    )
     return 0

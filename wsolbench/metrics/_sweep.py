@@ -22,7 +22,10 @@ union-find:
   frame of the max band on the path (grey reconstruction by erosion, Vincent's
   raster / anti-raster / FIFO algorithm). The 8-connected components of
   ``filled > j`` are the outer contours' filled regions, so the foreground sweep
-  on ``filled`` gives the single-contour pick.
+  on ``filled`` gives the single-contour pick. When both metrics are wanted
+  (``box_chunk_both``) the background sweep yields ``filled`` as a by-product
+  instead: it records the band of every union, and a pixel joins the sea at the
+  max of its band and the link times on its label's path to label 0.
 
 Which neighbours are "already present" is a local comparison of bands (ties in
 raster order), so the 8-bit neighbour pattern of every pixel is computed up front
@@ -49,7 +52,8 @@ PxAP
 ``hist_chunk`` bins every score exactly as ``np.histogram`` does with explicit
 (non-uniform) edges: bin ``i`` holds ``edges[i] <= v < edges[i+1]``, the last
 bin also holds ``v == edges[-1]``; an arithmetic guess of the bin is corrected
-by comparisons with the actual float edges.
+by comparisons with the float edges, in a branch-free (vectorised) pass per row
+followed by a scalar counting pass.
 """
 
 from __future__ import annotations
@@ -129,6 +133,22 @@ def _find(parent, a):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _find_t(parent, linkt, a):
+    """Root of a with path halving; ``linkt[a]`` is the band at which a got linked to
+    ``parent[a]``, so halving keeps the max of the two links it replaces."""
+    while parent[a] != a:
+        pa = parent[a]
+        gp = parent[pa]
+        if gp != pa:
+            t = linkt[pa]
+            if t > linkt[a]:
+                linkt[a] = t
+            parent[a] = gp
+        a = pa if gp == pa else gp
+    return a
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _better(n1, d1, n2, d2):
     """n1/d1 > n2/d2 for non-negative numerators and positive denominators."""
     return n1 * d2 > n2 * d1
@@ -163,7 +183,7 @@ def _box_vs_gt(x0, y0, x1, y1, gt):
 def _alloc(H, W):
     """Per-thread workspace for maps of size (H, W), padded by a one-pixel frame.
 
-    Layout: 0 band, 1 filled, 2 fgpat, 3 bgpat, 4 lab, 5 (unused), 6 order, 7 cnt,
+    Layout: 0 band, 1 filled, 2 fgpat, 3 bgpat, 4 lab, 5 link times (per label), 6 order, 7 cnt,
     then per-label arrays 8 parent, 9-12 bbox x0 y0 x1 y1, 13 first pixel,
     14 doubled area, 15 live list, 16 position in the live list.
     """
@@ -176,7 +196,7 @@ def _alloc(H, W):
     fgpat = np.zeros(n, np.uint8)
     bgpat = np.zeros(n, np.uint8)
     lab = np.empty(n, np.int32)
-    unused = np.empty(0, np.int32)
+    linkt = np.empty(m, np.int32)
     order = np.empty(npx, np.int32)
     cnt = np.empty(260, np.int64)
     parent = np.empty(m, np.int32)
@@ -194,7 +214,7 @@ def _alloc(H, W):
         fgpat,
         bgpat,
         lab,
-        unused,
+        linkt,
         order,
         cnt,
         parent,
@@ -363,43 +383,53 @@ def _fill_holes(H, W, D, band, filled, queue, inq):
     """
     Wp = W + 2
     n = (H + 2) * Wp
+    for x in range(Wp):
+        filled[x] = -1
+        filled[(H + 1) * Wp + x] = -1
+    for y in range(1, H + 1):
+        filled[y * Wp] = -1
+        filled[y * Wp + W + 1] = -1
     for i in range(n):
-        filled[i] = band[i]  # frame keeps -1
         inq[i] = 0
+    # A raster and an anti-raster scan, then a FIFO for what the scans could not reach.
+    # min / max are written as d & (d >> 31) so that they cannot become mispredicted
+    # branches (bands are int16: no overflow in int32).
+    # raster scan: causal neighbours N, W (the running value stays in a register); the
+    # initial value of the inner pixels (D, never below a band) never wins the min
     for y in range(H):
         row = (y + 1) * Wp + 1
-        for x in range(W):
-            filled[row + x] = D
-    # a raster and an anti-raster scan, then a FIFO for what the scans could not reach
-    qt = 0
-    # raster scan: causal neighbours N, W (the running value stays in a register)
-    for y in range(H):
-        row = (y + 1) * Wp + 1
-        left = np.int16(-1)
+        left = np.int32(-1)
         for x in range(W):
             p = row + x
-            v = min(filled[p - Wp], left, filled[p])
-            b = band[p]
-            if b > v:
-                v = b
+            d = np.int32(filled[p - Wp]) - left
+            v = left + (d & (d >> 31))
+            d = v - np.int32(band[p])
+            v -= d & (d >> 31)
             filled[p] = v
             left = v
     # anti-raster scan: causal neighbours S, E; queue the pixels that can still
     # lower a neighbour
+    qt = 0
     for y in range(H - 1, -1, -1):
         row = (y + 1) * Wp + 1
-        right = np.int16(-1)
+        right = np.int32(-1)
+        bright = np.int32(-1)
         for x in range(W - 1, -1, -1):
             p = row + x
-            fe = right
-            fs = filled[p + Wp]
-            v = min(filled[p], fs, fe)
-            b = band[p]
-            if b > v:
-                v = b
+            fs = np.int32(filled[p + Wp])
+            v = np.int32(filled[p])
+            d = fs - v
+            v += d & (d >> 31)
+            d = right - v
+            v += d & (d >> 31)
+            b = np.int32(band[p])
+            d = v - b
+            v -= d & (d >> 31)
             filled[p] = v
+            lower = ((fs > v) & (fs > np.int32(band[p + Wp]))) | ((right > v) & (right > bright))
             right = v
-            if (fs > v and fs > band[p + Wp]) or (fe > v and fe > band[p + 1]):
+            bright = b
+            if lower:
                 queue[qt] = p
                 inq[p] = 1
                 qt += 1
@@ -437,16 +467,21 @@ def _fill_holes(H, W, D, band, filled, queue, inq):
                     size += 1
 
 
-@njit(cache=True, nogil=True)
-def _bg_sweep(H, W, D, ws, gt, total, hole_n, hole_d, hole_box):
+@njit(cache=True, nogil=True, inline="always")  # want_fill is a constant at each call site
+def _bg_sweep(H, W, D, ws, gt, total, hole_n, hole_d, hole_box, want_fill):
     """Ascending background sweep (4-connectivity); label 0 is the sea (the frame
     and all background connected to it), every other component is a hole.
 
     ``order``/``cnt`` hold the ``total`` sorted pixels (all of them). Per threshold j:
     the hole-contour box (hole bbox grown by one pixel, clipped) of best IoU into
     hole_n/hole_d/hole_box[j] (hole_d[j] == 0: no hole).
+
+    ``want_fill``: also the hole-filled bands into ``ws[1]`` (same values as
+    :func:`_fill_holes`): every union records the band at which it happened
+    (``linkt``), a pixel reaches the sea at the max of its band and the link times
+    on its label's path to label 0 (D if it never does below band D).
     """
-    bgpat, lab, order, cnt = ws[3], ws[4], ws[6], ws[7]
+    band, bgpat, lab, linkt, order, cnt = ws[0], ws[3], ws[4], ws[5], ws[6], ws[7]
     parent, bx0, by0, bx1, by1, live, livepos = ws[8], ws[9], ws[10], ws[11], ws[12], ws[15], ws[16]
     Wp = W + 2
     n = (H + 2) * Wp
@@ -460,8 +495,6 @@ def _bg_sweep(H, W, D, ws, gt, total, hole_n, hole_d, hole_box):
     for j in range(D):
         hole_n[j] = 0
         hole_d[j] = 0
-    if total == 0:
-        return
     for i in range(n):
         lab[i] = 0
     parent[0] = 0
@@ -482,12 +515,16 @@ def _bg_sweep(H, W, D, ws, gt, total, hole_n, hole_d, hole_box):
                 q = p + rep[pat]
                 lb = lab[q]
                 if parent[lb] != lb:
-                    lb = _find(parent, lb)
-                    lab[q] = lb
+                    if want_fill:  # lab[q] must stay q's label when it was added
+                        lb = _find_t(parent, linkt, lb)
+                    else:
+                        lb = _find(parent, lb)
+                        lab[q] = lb
             elif ng == 0:
                 lb = nlab
                 nlab += 1
                 parent[lb] = lb
+                linkt[lb] = 0
                 bx0[lb] = x
                 bx1[lb] = x
                 by0[lb] = y
@@ -498,13 +535,20 @@ def _bg_sweep(H, W, D, ws, gt, total, hole_n, hole_d, hole_box):
                 lab[p] = lb
                 continue
             else:
-                lb = _find(parent, lab[p + rep[pat]])
+                if want_fill:
+                    lb = _find_t(parent, linkt, lab[p + rep[pat]])
+                else:
+                    lb = _find(parent, lab[p + rep[pat]])
                 for g in range(2, ng + 1):
-                    l2 = _find(parent, lab[p + off[BG_GROUPS[pat, g]]])
+                    if want_fill:
+                        l2 = _find_t(parent, linkt, lab[p + off[BG_GROUPS[pat, g]]])
+                    else:
+                        l2 = _find(parent, lab[p + off[BG_GROUPS[pat, g]]])
                     if l2 != lb:
                         if l2 < lb:  # the sea (label 0) always stays the root
                             lb, l2 = l2, lb
                         parent[l2] = lb
+                        linkt[l2] = b
                         k = livepos[l2]
                         nlive -= 1
                         last = live[nlive]
@@ -542,6 +586,29 @@ def _bg_sweep(H, W, D, ws, gt, total, hole_n, hole_d, hole_box):
             hole_box[b, 1] = by0[bi] - 1
             hole_box[b, 2] = min(bx1[bi] + 2, W - 1)
             hole_box[b, 3] = min(by1[bi] + 2, H - 1)
+    if want_fill:
+        # join[l]: band at which label l reaches the sea (parents have smaller labels)
+        filled, join = ws[1], ws[13]
+        join[0] = -1
+        for lb in range(1, nlab):
+            pl = parent[lb]
+            if pl == lb:
+                join[lb] = D
+            else:
+                jp = join[pl]
+                join[lb] = linkt[lb] if linkt[lb] > jp else jp
+        for i in range(n):
+            filled[i] = -1
+        for y in range(H):
+            row = (y + 1) * Wp + 1
+            for x in range(W):
+                p = row + x
+                bp = band[p]
+                if bp >= D:
+                    filled[p] = D
+                else:
+                    jl = join[lab[p]]
+                    filled[p] = bp if bp > jl else jl
 
 
 @njit(cache=True, nogil=True)
@@ -705,7 +772,7 @@ def _image_boxes(img, thr_t, gt, multi, ws, dvals, kmap, hole_n, hole_d, hole_bo
         # one sort serves both sweeps; the background sweep finds the holes
         _patterns(H, W, band, fgpat, bgpat, True, True)
         total = _sort(H, W, D, band, order, cnt)
-        _bg_sweep(H, W, D, ws, gt, total, hole_n, hole_d, hole_box)
+        _bg_sweep(H, W, D, ws, gt, total, hole_n, hole_d, hole_box, False)
     else:
         # single contour: components of the hole-filled map
         _fill_holes(H, W, D, band, filled, order, lab)
@@ -766,6 +833,76 @@ def box_chunk(
 
 
 @njit(cache=True, nogil=True)
+def _tally(out_n, out_d, D, kmap, iou, iou_thr, eligible, i, counts):
+    """counts[s, a, k] += 1 when image i is eligible[s, i] and its best IoU at the
+    threshold k (distinct threshold kmap[k]) is >= iou_thr[a]."""
+    for j in range(D):
+        iou[j] = out_n[j] / out_d[j]
+    S = eligible.shape[0]
+    A = iou_thr.shape[0]
+    for k in range(kmap.shape[0]):
+        v = iou[kmap[k]]
+        for a in range(A):
+            if v >= iou_thr[a]:
+                for s in range(S):
+                    if eligible[s, i]:
+                        counts[s, a, k] += 1
+
+
+@njit(cache=True, nogil=True)
+def box_chunk_both(
+    maps, gt_flat, gt_off, thr_all, pos_1, iou_1, elig_1, counts_1, pos_2, iou_2, elig_2, counts_2, i0, i1, invalid
+):
+    """Both box metrics of images i0..i1-1 in one pass per image.
+
+    ``thr_all``: the sorted union of both threshold grids, ``pos_1`` / ``pos_2`` the
+    position of each grid's thresholds in it. Set 1 is single-contour (MaxBoxAcc:
+    counts_1 as :func:`box_chunk` with ``multi=False``), set 2 multi-contour
+    (MaxBoxAccV2: counts_2). Shares the quantisation, the neighbour patterns and the
+    sort, and takes the hole-filled map from the background sweep (``want_fill``)
+    instead of :func:`_fill_holes`.
+    """
+    N, H, W = maps.shape
+    T = thr_all.shape[0]
+    ws = _alloc(H, W)
+    band, filled, fgpat, bgpat, order, cnt = ws[0], ws[1], ws[2], ws[3], ws[6], ws[7]
+    Wp = W + 2
+    n = (H + 2) * Wp
+    dvals = np.empty(T + 1, np.int64)
+    kmap = np.empty(T, np.int64)
+    k1 = np.empty(pos_1.shape[0], np.int64)
+    k2 = np.empty(pos_2.shape[0], np.int64)
+    nd = min(T, 256) + 2
+    hole_n = np.zeros(nd, np.int64)
+    hole_d = np.zeros(nd, np.int64)
+    hole_box = np.zeros((nd, 4), np.int64)
+    out_n = np.zeros(nd, np.int64)
+    out_d = np.ones(nd, np.int64)
+    out_box = np.zeros((nd, 4), np.int64)
+    iou = np.empty(nd, np.float64)
+    for i in range(i0, i1):
+        gt = gt_flat[gt_off[i] : gt_off[i + 1]]
+        D, valid = _quantize(maps[i], thr_all, band, dvals, kmap)
+        if not valid:
+            invalid[i] = 1
+        for k in range(pos_1.shape[0]):
+            k1[k] = kmap[pos_1[k]]
+        for k in range(pos_2.shape[0]):
+            k2[k] = kmap[pos_2[k]]
+        _patterns(H, W, band, fgpat, bgpat, True, True)
+        total = _sort(H, W, D, band, order, cnt)
+        _bg_sweep(H, W, D, ws, gt, total, hole_n, hole_d, hole_box, True)
+        _fg_sweep(H, W, D, ws, gt, True, hole_n, hole_d, hole_box, out_n, out_d, out_box)
+        _tally(out_n, out_d, D, k2, iou, iou_2, elig_2, i, counts_2)
+        for p in range(n):
+            band[p] = filled[p]
+        _patterns(H, W, band, fgpat, bgpat, True, False)
+        _sort(H, W, D, band, order, cnt)
+        _fg_sweep(H, W, D, ws, gt, False, hole_n, hole_d, hole_box, out_n, out_d, out_box)
+        _tally(out_n, out_d, D, k1, iou, iou_1, elig_1, i, counts_1)
+
+
+@njit(cache=True, nogil=True)
 def image_curve(img, thr_t, gt, multi):
     """One image: best IoU (T,) and chosen box (T, 4) at every CAM threshold (for tests/diagnostics)."""
     H, W = img.shape
@@ -796,38 +933,82 @@ def image_curve(img, thr_t, gt, multi):
 
 
 @njit(cache=True, nogil=True)
+def _bins_row(row, grow, dt, inv, ncam, stride, kb):
+    """Bin of every score of one row plus ``stride`` times its class (0 background,
+    1 object, 2 ignored) into kb, for edges ``k * dt`` (k < ncam) then 1, 2, 3.
+
+    Branch-free so that it vectorises: a guess ``int(v / dt)`` is moved by at most one
+    bin by comparisons with the edges, recomputed as ``k * dt`` (the caller checks
+    that these equal the actual edges). Returns ``(#invalid scores, #scores whose
+    guess was off by more than one bin)``; invalid scores are binned as 0.
+    """
+    W = row.shape[0]
+    nbad = 0
+    miss = 0
+    for x in range(W):
+        v = np.float64(row[x])
+        ok = (v >= 0.0) & (v <= 1.0)
+        nbad += np.int64(~ok)
+        v = v if ok else 0.0
+        k = min(np.int64(v * inv), ncam - 1)
+        k -= np.int64(v < np.float64(k) * dt)
+        k += np.int64((v >= np.float64(k + 1) * dt) & (k + 1 < ncam))
+        miss += np.int64(v < np.float64(k) * dt) | np.int64((v >= np.float64(k + 1) * dt) & (k + 1 < ncam))
+        k = ncam if v == 1.0 else k
+        kb[x] = k + min(np.int64(grow[x]), 2) * stride
+    return nbad, miss
+
+
+@njit(cache=True, nogil=True)
 def hist_chunk(maps, masks, edges, i0, i1, pos, neg):
-    """Histograms of images i0..i1-1 into pos/neg; returns the number of invalid scores."""
+    """Histograms of images i0..i1-1 into pos/neg; returns the number of invalid scores.
+
+    Row by row: a vectorised pass computes every pixel's bin (:func:`_bins_row`), a
+    scalar pass counts them into four interleaved copies of the histograms (which
+    breaks the store-to-load chains of equal neighbours). Rows where the arithmetic
+    guess is not within one bin, and grids whose edges are not ``k * dt``, take an
+    exact linear search instead.
+    """
     nb = edges.shape[0] - 1
     ncam = nb - 2  # number of arange edges below 1.0
-    inv = (ncam - 1) / (edges[ncam - 1] - edges[0]) if ncam > 1 else 0.0
-    # four interleaved copies per class break the store-to-load chains of equal neighbours
-    h = np.zeros((8, nb), np.int64)
+    H = maps.shape[1]
+    W = maps.shape[2]
+    dt = edges[1] - edges[0] if ncam > 1 else 1.0
+    inv = 1.0 / dt
+    fast = edges[0] == 0.0 and edges[ncam] == 1.0
+    for k in range(ncam):
+        if edges[k] != np.float64(k) * dt:
+            fast = False
+    stride = nb + 1
+    S3 = 3 * stride
+    h = np.zeros(4 * S3, np.int64)
+    kb = np.empty(W, np.int64)
     bad = 0
     for i in range(i0, i1):
-        m = maps[i]
-        g = masks[i]
-        H, W = m.shape
         for y in range(H):
+            row = maps[i, y]
+            grow = masks[i, y]
+            miss = 1
+            if fast:
+                nbad, miss = _bins_row(row, grow, dt, inv, ncam, stride, kb)
+                bad += nbad
+            if miss:
+                nbad = 0
+                for x in range(W):
+                    v = np.float64(row[x])
+                    if not (v >= 0.0 and v <= 1.0):  # NaN or outside [0, 1]: invalid score map
+                        nbad += 1
+                        v = 0.0
+                    k = 0
+                    while k < nb - 1 and v >= edges[k + 1]:
+                        k += 1
+                    kb[x] = k + min(np.int64(grow[x]), 2) * stride
+                if not fast:
+                    bad += nbad
             for x in range(W):
-                c = g[y, x]
-                v = np.float64(m[y, x])
-                if not (v >= 0.0 and v <= 1.0):  # NaN or outside [0, 1]: invalid score map
-                    bad += 1
-                    continue
-                if c > 1:
-                    continue
-                # guess, then correct against the actual edges (np.histogram semantics)
-                k = np.int64(v * inv) if v < 1.0 else ncam
-                if k > ncam:
-                    k = ncam
-                while k > 0 and v < edges[k]:
-                    k -= 1
-                while k < nb - 1 and v >= edges[k + 1]:
-                    k += 1
-                h[(x & 3) + 4 * c, k] += 1
+                h[(x & 3) * S3 + kb[x]] += 1
     for r in range(4):
         for k in range(nb):
-            neg[k] += h[r, k]
-            pos[k] += h[4 + r, k]
+            neg[k] += h[r * S3 + k]
+            pos[k] += h[r * S3 + stride + k]
     return bad
