@@ -9,10 +9,10 @@ divergence of the official DANet code), a ``torch.optim.SGD`` written out with t
 settings. Before timing, one step of each from the same weights and RNG state must give the
 same loss and the same updated weights: the plain loop is the same computation.
 
-The library step is the body of :func:`wsolbench.train.train`'s batch loop (prepare_images,
-autocast, ``model.loss(model(images), labels)``, the finiteness check, zero_grad, the
-GradScaler's backward/step/update, loss logging through :class:`wsolbench.progress.Progress`),
-without data loading, which both sides would share.
+The library step is :func:`wsolbench.train.train_step`, the function the training loop calls
+(prepare_images, autocast, ``model.loss(model(images), labels)``, the finiteness check,
+zero_grad, the GradScaler's backward/step/update), plus the loop's loss logging through
+:class:`wsolbench.progress.Progress`, without data loading, which both sides would share.
 
 Both steps run alternately on a fixed batch (AB, BA, ...), each timed in wall-clock and in
 CPU time of the process. ``benchmark.extra_info["overhead"]`` is the median over the pairs of
@@ -48,9 +48,8 @@ from wsolbench.config import DEFAULTS
 from wsolbench.model import WSOLModel
 from wsolbench.progress import Progress
 from wsolbench.registry import default_registry
-from wsolbench.runtime import Runtime, autocast
 from wsolbench.specs import Hierarchy
-from wsolbench.train import TrainingDiverged, make_optimizer
+from wsolbench.train import TrainingDiverged, make_optimizer, train_step
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -176,34 +175,24 @@ class PlainLoop:
 
 
 class LibraryLoop:
-    """The body of :func:`wsolbench.train.train`'s batch loop on CPU (single process, no AMP)."""
+    """:func:`wsolbench.train.train_step` plus the loop's progress logging (CPU, no AMP)."""
 
     def __init__(self, model: WSOLModel):
         self.model = model
         self.config = copy.deepcopy(DEFAULTS)
         self.optimizer = make_optimizer(model, self.config)
-        self.runtime = Runtime(torch.device("cpu"))
         self.scaler = torch.amp.GradScaler("cpu", enabled=False)
         self.progress = Progress("plain", every=DEFAULTS["train"]["log_every"], stream=io.StringIO())
         self.progress.start_epoch(0, 1, 10**9)
         self.index = 0
 
     def step(self, images: Tensor, labels: Tensor) -> float:
-        model = self.model
-        images = model.method.prepare_images(images)
-        with autocast(self.runtime, False):
-            losses = model.loss(model(images), labels)
-        loss = losses["loss"]
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(f"loss is {loss.item()}")
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        value = loss.item()
-        self.progress.step(self.index, len(labels), loss.item())
+        loss = train_step(self.model, self.model, self.optimizer, self.scaler, images, labels)
+        if loss is None:
+            raise TrainingDiverged("loss is not finite")
+        self.progress.step(self.index, len(labels), loss)
         self.index += 1
-        return value
+        return loss
 
 
 # --------------------------------------------------------------------------- the benchmark

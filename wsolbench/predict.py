@@ -50,7 +50,7 @@ def predict_batch(
     images = batch.images.to(runtime.device)
     labels = batch.labels.to(runtime.device)
     size = tuple(images.shape[-2:])
-    with torch.no_grad(), autocast(runtime, amp):
+    with torch.no_grad(), autocast(runtime.device, amp):
         outputs = model(images)
         logits = outputs.logits[-1].float()
         predicted = logits.argmax(1)

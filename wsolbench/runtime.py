@@ -67,10 +67,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def autocast(runtime: Runtime, enabled: bool) -> torch.autocast:
+def autocast(device: torch.device, enabled: bool) -> torch.autocast:
     """Mixed precision when asked for: bf16 on CPU, fp16 on CUDA (with a grad scaler)."""
-    dtype = torch.float16 if runtime.device.type == "cuda" else torch.bfloat16
-    return torch.autocast(runtime.device.type, dtype=dtype, enabled=enabled)
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    return torch.autocast(device.type, dtype=dtype, enabled=enabled)
 
 
 def shutdown(runtime: Runtime) -> None:

@@ -160,6 +160,32 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     return int(state["epoch"])
 
 
+def train_step(
+    model: WSOLModel,
+    wrapped: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    amp: bool = False,
+) -> float | None:
+    """One SGD step on a batch; returns the loss, or None (and no update) when it is not finite.
+
+    ``wrapped`` is ``model`` itself or its DistributedDataParallel wrapper.
+    """
+    images = model.method.prepare_images(images)
+    with autocast(images.device, amp):
+        loss = model.loss(wrapped(images), labels)["loss"]
+    if not torch.isfinite(loss):
+        return None
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.item()
+
+
 def train(
     parts: Parts,
     config: dict[str, Any],
@@ -200,21 +226,14 @@ def train(
             if config["channels_last"]:
                 images = images.contiguous(memory_format=torch.channels_last)
             labels = batch.labels.to(runtime.device, non_blocking=True)
-            images = model.method.prepare_images(images)
-            with autocast(runtime, use_amp):
-                losses = model.loss(wrapped(images), labels)
-            loss = losses["loss"]
-            if not torch.isfinite(loss):
+            loss = train_step(model, wrapped, optimizer, scaler, images, labels, amp=use_amp)
+            if loss is None:
                 raise TrainingDiverged(
-                    f"loss is {loss.item()} at epoch {epoch + 1}, batch {index + 1}: lower train.lr or check the data; "
+                    f"loss is not finite at epoch {epoch + 1}, batch {index + 1}: lower train.lr or check the data; "
                     f"the last good checkpoint ({'epoch ' + str(epoch) if epoch else 'none yet'}) is kept in {run_dir}"
                 )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            total, count = total + loss.item(), count + 1
-            progress.step(index, len(batch.image_ids) * runtime.world_size, loss.item())
+            total, count = total + loss, count + 1
+            progress.step(index, len(batch.image_ids) * runtime.world_size, loss)
         progress.end_epoch(loss=round(total / max(count, 1), 5))
         if runtime.is_main:
             save_checkpoint(checkpoint, model, optimizer, epoch + 1, config_hash)
