@@ -210,3 +210,15 @@ def test_example_plugin_source_is_the_documented_one():
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     source = (EXAMPLE_PLUGIN / "wsolbench_hideandseek" / "__init__.py").read_text()
     assert textwrap.dedent(source.split('"""\n\n', 1)[1]).strip() in readme
+
+
+def test_cli_list_warns_about_a_broken_plugin_and_lists_the_rest(tmp_path):
+    (tmp_path / "broken_plugin.py").write_text("raise ImportError('no such thing')\n")
+    dist = tmp_path / "broken_plugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[wsolbench]\nbroken = broken_plugin\n")
+    result = run_cli("list", "methods", pythonpath=tmp_path)
+    assert result.returncode == 0
+    assert "danet" in result.stdout
+    assert "plugin 'broken' failed to load (ImportError: no such thing)" in result.stderr

@@ -46,11 +46,11 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
 
 def evaluate_run_dir(run_dir: Path, config: dict[str, Any] | None = None) -> dict[str, Any]:
     """Metrics of a run from its cache alone; saved as ``metrics.json`` beside it."""
-    cache = read_cache(run_dir / CACHE_FILENAME)
-    evaluation = (config or cache.meta.config).get("eval", configuration.DEFAULTS["eval"])
-    metrics = evaluate_cache(
-        cache, cam_threshold=evaluation["cam_threshold"], cam_curve_interval=evaluation["cam_curve_interval"]
-    )
+    with read_cache(run_dir / CACHE_FILENAME) as cache:
+        evaluation = (config or cache.meta.config).get("eval", configuration.DEFAULTS["eval"])
+        metrics = evaluate_cache(
+            cache, cam_threshold=evaluation["cam_threshold"], cam_curve_interval=evaluation["cam_curve_interval"]
+        )
     write_json_atomic(run_dir / METRICS_FILENAME, metrics)
     return metrics
 

@@ -6,6 +6,7 @@ import argparse
 
 from tabulate import tabulate
 
+from wsolbench.cli.plugins_cmd import report_failures
 from wsolbench.registry import KINDS, default_registry
 
 
@@ -27,4 +28,5 @@ def format_kind(kind: str) -> str:
 def run(args: argparse.Namespace) -> int:
     kinds = [args.kind] if args.kind else list(KINDS)
     print("\n\n".join(format_kind(kind) for kind in kinds))
+    report_failures(default_registry())
     return 0
