@@ -94,21 +94,38 @@ def tally(
     chunk_size: int = CHUNK_SIZE,
 ) -> Tallies:
     """Read the GT-class maps once, chunk by chunk, feeding every metric kernel."""
-    from wsolbench.metrics import box_correct_counts, pxap_histograms
+    from wsolbench.metrics import box_correct_counts_both, pxap_histograms
 
     loc = np.zeros((eligible.shape[0], len(thresholds)), dtype=np.int64)
     v2 = np.zeros((len(V2_IOUS), len(grid)), dtype=np.int64)
     hists = None
     for sl in _chunks(len(cache), chunk_size):
         maps, boxes = cache.fused_gt[sl], cache.boxes[sl]
-        loc += box_correct_counts(
-            maps, boxes, thresholds=thresholds, iou_thresholds=(LOC_IOU,), multi_contour=False, eligible=eligible[:, sl]
-        )[:, 0, :]
-        v2 += box_correct_counts(maps, boxes, thresholds=grid, iou_thresholds=V2_IOUS, multi_contour=True)[0]
+        single, every = box_correct_counts_both(
+            maps,
+            boxes,
+            thresholds=thresholds,
+            iou_thresholds=(LOC_IOU,),
+            eligible=eligible[:, sl],
+            thresholds_v2=grid,
+            iou_thresholds_v2=V2_IOUS,
+        )
+        loc += single[:, 0, :]
+        v2 += every[0]
         if cache.masks is not None:
             pos, neg = pxap_histograms(maps, cache.masks[sl], cam_curve_interval=cam_curve_interval)
             hists = (pos, neg) if hists is None else (hists[0] + pos, hists[1] + neg)
     return Tallies(thresholds=thresholds, loc=loc, v2=v2, pxap_hists=hists)
+
+
+def _pxap(gt_true_hist: np.ndarray, gt_false_hist: np.ndarray) -> float:
+    """PxAP of summed histograms; a set without object pixels is a user error, not a crash."""
+    from wsolbench.metrics import pxap_from_histograms
+
+    try:
+        return pxap_from_histograms(gt_true_hist, gt_false_hist)[0]
+    except ValueError as error:
+        raise UsageError(f"PxAP cannot be computed: {error} Check the dataset's masks") from None
 
 
 def evaluate_cache(
@@ -164,22 +181,8 @@ def evaluate_cache(
         "maxboxacc_v2": np.mean(100.0 * counts.v2.max(axis=1) / n),
     }
     if counts.pxap_hists is not None:
-        metrics["pxap"] = average_precision(*counts.pxap_hists)
+        metrics["pxap"] = _pxap(*counts.pxap_hists)
     return {key: (int(value) if key == "num_images" else float(value)) for key, value in metrics.items()}
-
-
-def average_precision(gt_true_hist: np.ndarray, gt_false_hist: np.ndarray) -> float:
-    """PxAP (percent) from object / background score histograms (wsolevaluation's formula)."""
-    tp = gt_true_hist[::-1].cumsum()
-    fn = gt_true_hist.sum() - tp
-    fp = gt_false_hist[::-1].cumsum()
-    if ((tp + fn) <= 0).all():
-        raise UsageError("PxAP: no mask pixel is labelled object in the evaluated set")
-    valid = (tp + fp) != 0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        precision = tp / (tp + fp)
-        recall = tp / (tp + fn)
-    return float((precision[1:] * np.diff(recall))[valid[1:]].sum() * 100)
 
 
 # --------------------------------------------------------------------------------------

@@ -21,12 +21,13 @@ from .boxes import (
     best_boxes,
     box_accuracy,
     box_correct_counts,
+    box_correct_counts_both,
     cam_thresholds,
     iou_matrix,
     iou_statistics,
 )
 from .classification import LocalizationErrors, localization_errors, topk_correct, topk_error
-from .pixels import PxAPResult, normalize_scoremap, pxap, pxap_histograms
+from .pixels import PxAPResult, normalize_scoremap, pxap, pxap_from_histograms, pxap_histograms
 
 __all__ = [
     "BestBoxes",
@@ -37,12 +38,14 @@ __all__ = [
     "best_boxes",
     "box_accuracy",
     "box_correct_counts",
+    "box_correct_counts_both",
     "cam_thresholds",
     "iou_matrix",
     "iou_statistics",
     "localization_errors",
     "normalize_scoremap",
     "pxap",
+    "pxap_from_histograms",
     "pxap_histograms",
     "topk_correct",
     "topk_error",

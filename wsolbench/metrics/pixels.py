@@ -100,6 +100,32 @@ def pxap_histograms(scoremaps, gt_masks, *, cam_curve_interval: float = 0.01) ->
     return pos.astype(np.float64), neg.astype(np.float64)
 
 
+def pxap_from_histograms(pos: np.ndarray, neg: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """PxAP (percent), precision and recall from object / background score histograms.
+
+    The reference's formula: TP and FP are reversed cumulative sums of the histograms, and
+    the area is ``sum(precision[1:] * diff(recall))`` over the operating points where
+    something is predicted positive (a right-step sum), times 100. Histograms can be summed
+    over chunks of images before calling this (that is how a cache is scored).
+
+    Raises:
+        ValueError: if no pixel is labelled object, or if no pixel at all is counted.
+    """
+    tp = pos[::-1].cumsum()
+    fn = pos.sum() - tp
+    fp = neg[::-1].cumsum()
+    if ((tp + fn) <= 0).all():
+        raise ValueError("No positive ground truth in the eval set.")
+    if ((tp + fp) <= 0).all():
+        raise ValueError("No positive prediction in the eval set.")
+    non_zero = (tp + fp) != 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = tp / (tp + fp)
+        recall = tp / (tp + fn)
+    auc = (precision[1:] * np.diff(recall))[non_zero[1:]].sum() * 100
+    return float(auc), precision, recall
+
+
 def pxap(scoremaps, gt_masks, *, cam_curve_interval: float = 0.01) -> PxAPResult:
     """PxAP: area under the pixel precision-recall curve (percent).
 
@@ -116,23 +142,10 @@ def pxap(scoremaps, gt_masks, *, cam_curve_interval: float = 0.01) -> PxAPResult
             or if no pixel at all is counted.
     """
     pos, neg = pxap_histograms(scoremaps, gt_masks, cam_curve_interval=cam_curve_interval)
-    num_pos = pos.sum()
-    tp = pos[::-1].cumsum()
-    fn = num_pos - tp
-    fp = neg[::-1].cumsum()
-    if ((tp + fn) <= 0).all():
-        raise ValueError("No positive ground truth in the eval set.")
-    if ((tp + fp) <= 0).all():
-        raise ValueError("No positive prediction in the eval set.")
-    non_zero = (tp + fp) != 0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        precision = tp / (tp + fp)
-        recall = tp / (tp + fn)
-    auc = (precision[1:] * np.diff(recall))[non_zero[1:]].sum()
-    auc *= 100
+    auc, precision, recall = pxap_from_histograms(pos, neg)
     edges = _edges(cam_curve_interval)
     return PxAPResult(
-        value=float(auc),
+        value=auc,
         precision=precision,
         recall=recall,
         thresholds=edges[-2::-1].copy(),
