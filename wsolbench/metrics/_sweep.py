@@ -180,6 +180,23 @@ def _box_vs_gt(x0, y0, x1, y1, gt):
 
 
 @njit(cache=True, nogil=True)
+def _level_buffers(T):
+    """Per-level best-IoU fractions (numerator, denominator) and boxes, for holes and for
+    outer regions, sized for T thresholds (at most 256 distinct levels, plus 2)."""
+    nd = min(T, 256) + 2
+    hole_box = np.zeros((nd, 4), np.int64)
+    out_box = np.zeros((nd, 4), np.int64)
+    return (
+        np.zeros(nd, np.int64),
+        np.zeros(nd, np.int64),
+        hole_box,
+        np.zeros(nd, np.int64),
+        np.ones(nd, np.int64),
+        out_box,
+    )
+
+
+@njit(cache=True, nogil=True)
 def _alloc(H, W):
     """Per-thread workspace for maps of size (H, W), padded by a one-pixel frame.
 
@@ -799,14 +816,8 @@ def box_chunk(
     ws = _alloc(H, W)
     dvals = np.empty(T + 1, np.int64)
     kmap = np.empty(T, np.int64)
-    nd = min(T, 256) + 2
-    hole_n = np.zeros(nd, np.int64)
-    hole_d = np.zeros(nd, np.int64)
-    hole_box = np.zeros((nd, 4), np.int64)
-    out_n = np.zeros(nd, np.int64)
-    out_d = np.ones(nd, np.int64)
-    out_box = np.zeros((nd, 4), np.int64)
-    iou = np.empty(nd, np.float64)
+    hole_n, hole_d, hole_box, out_n, out_d, out_box = _level_buffers(T)
+    iou = np.empty(out_n.shape[0], np.float64)
     S = eligible.shape[0]
     A = iou_thr.shape[0]
     for i in range(i0, i1):
@@ -872,14 +883,8 @@ def box_chunk_both(
     kmap = np.empty(T, np.int64)
     k1 = np.empty(pos_1.shape[0], np.int64)
     k2 = np.empty(pos_2.shape[0], np.int64)
-    nd = min(T, 256) + 2
-    hole_n = np.zeros(nd, np.int64)
-    hole_d = np.zeros(nd, np.int64)
-    hole_box = np.zeros((nd, 4), np.int64)
-    out_n = np.zeros(nd, np.int64)
-    out_d = np.ones(nd, np.int64)
-    out_box = np.zeros((nd, 4), np.int64)
-    iou = np.empty(nd, np.float64)
+    hole_n, hole_d, hole_box, out_n, out_d, out_box = _level_buffers(T)
+    iou = np.empty(out_n.shape[0], np.float64)
     for i in range(i0, i1):
         gt = gt_flat[gt_off[i] : gt_off[i + 1]]
         D, valid = _quantize(maps[i], thr_all, band, dvals, kmap)
@@ -910,13 +915,7 @@ def image_curve(img, thr_t, gt, multi):
     ws = _alloc(H, W)
     dvals = np.empty(T + 1, np.int64)
     kmap = np.empty(T, np.int64)
-    nd = min(T, 256) + 2
-    hole_n = np.zeros(nd, np.int64)
-    hole_d = np.zeros(nd, np.int64)
-    hole_box = np.zeros((nd, 4), np.int64)
-    out_n = np.zeros(nd, np.int64)
-    out_d = np.ones(nd, np.int64)
-    out_box = np.zeros((nd, 4), np.int64)
+    hole_n, hole_d, hole_box, out_n, out_d, out_box = _level_buffers(T)
     D, valid = _image_boxes(img, thr_t, gt, multi, ws, dvals, kmap, hole_n, hole_d, hole_box, out_n, out_d, out_box)
     ious = np.empty(T, np.float64)
     boxes = np.empty((T, 4), np.int64)
