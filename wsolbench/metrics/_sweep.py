@@ -180,6 +180,20 @@ def _box_vs_gt(x0, y0, x1, y1, gt):
 
 
 @njit(cache=True, nogil=True)
+def _neighbour_tables(Wp, groups):
+    """The 8 neighbour offsets in a padded row-major map of width ``Wp``, and per 8-neighbour
+    pattern the number of neighbour groups and one representative offset (from ``groups``)."""
+    off = np.array([-Wp - 1, -Wp, -Wp + 1, -1, 1, Wp - 1, Wp, Wp + 1], np.int64)
+    ngroups = np.empty(256, np.int64)
+    rep = np.zeros(256, np.int64)
+    for pat in range(256):
+        ngroups[pat] = groups[pat, 0]
+        if ngroups[pat] > 0:
+            rep[pat] = off[groups[pat, 1]]
+    return off, ngroups, rep
+
+
+@njit(cache=True, nogil=True)
 def _level_buffers(T):
     """Per-level best-IoU fractions (numerator, denominator) and boxes, for holes and for
     outer regions, sized for T thresholds (at most 256 distinct levels, plus 2)."""
@@ -502,13 +516,7 @@ def _bg_sweep(H, W, D, ws, gt, total, hole_n, hole_d, hole_box, want_fill):
     parent, bx0, by0, bx1, by1, live, livepos = ws[8], ws[9], ws[10], ws[11], ws[12], ws[15], ws[16]
     Wp = W + 2
     n = (H + 2) * Wp
-    off = np.array([-Wp - 1, -Wp, -Wp + 1, -1, 1, Wp - 1, Wp, Wp + 1], np.int64)
-    ngroups = np.empty(256, np.int64)
-    rep = np.zeros(256, np.int64)
-    for pat in range(256):
-        ngroups[pat] = BG_GROUPS[pat, 0]
-        if ngroups[pat] > 0:
-            rep[pat] = off[BG_GROUPS[pat, 1]]
+    off, ngroups, rep = _neighbour_tables(Wp, BG_GROUPS)
     for j in range(D):
         hole_n[j] = 0
         hole_d[j] = 0
@@ -652,13 +660,7 @@ def _fg_sweep(H, W, D, ws, gt, multi, hole_n, hole_d, hole_box, out_n, out_d, ou
     )
     Wp = W + 2
     n = (H + 2) * Wp
-    off = np.array([-Wp - 1, -Wp, -Wp + 1, -1, 1, Wp - 1, Wp, Wp + 1], np.int64)
-    ngroups = np.empty(256, np.int64)
-    rep = np.zeros(256, np.int64)
-    for pat in range(256):
-        ngroups[pat] = FG_GROUPS[pat, 0]
-        if ngroups[pat] > 0:
-            rep[pat] = off[FG_GROUPS[pat, 1]]
+    off, ngroups, rep = _neighbour_tables(Wp, FG_GROUPS)
     for i in range(n):
         lab[i] = -1
     nlab = 0
