@@ -596,3 +596,23 @@ def yaml_line(container: Any, key: Any = None) -> int:
     if key is not None and isinstance(container, YamlMap):
         return container.key_lines.get(key, container.line)
     return getattr(container, "line", 0)
+
+
+def finish_dataset(
+    name: str,
+    split: str,
+    records: list[Record],
+    problems: Problems,
+    hierarchy: Hierarchy,
+    *,
+    resize: int,
+    crop: int,
+    skip_bad: bool,
+    verify_images: bool | None,
+) -> BoxDataset:
+    """Decode the images if asked (``verify_images``), then raise on or skip (``skip_bad``)
+    every recorded problem, and build the dataset from the remaining records."""
+    if resolve_verify(skip_bad, verify_images):
+        verify_records(records, problems)
+    records, skipped = problems.finish(records, skip_bad)
+    return BoxDataset(name, split, records, hierarchy, resize=resize, crop=crop, skipped=skipped)

@@ -32,11 +32,10 @@ from wsolbench_plugins.datasets._common import (
     boxes_array,
     check_images_exist,
     check_options,
+    finish_dataset,
     read_lines,
     require_file,
     require_root,
-    resolve_verify,
-    verify_records,
 )
 from wsolbench_plugins.hierarchies import cub_hierarchy, dataset_hierarchy
 
@@ -244,10 +243,9 @@ def load_cub(
             problems.add(record.image_id, problem)
 
     check_images_exist([r for r in records if r.image_id not in problems], problems)
-    if resolve_verify(skip_bad, verify_images):
-        verify_records(records, problems)
-    records, skipped = problems.finish(records, skip_bad)
-    return BoxDataset(NAME, split, records, hier, resize=resize, crop=crop, skipped=skipped)
+    return finish_dataset(
+        NAME, split, records, problems, hier, resize=resize, crop=crop, skip_bad=skip_bad, verify_images=verify_images
+    )
 
 
 @hookimpl

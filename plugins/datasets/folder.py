@@ -44,11 +44,10 @@ from wsolbench_plugins.datasets._common import (
     boxes_array,
     check_images_exist,
     check_options,
+    finish_dataset,
     one_line,
     read_yaml,
     require_root,
-    resolve_verify,
-    verify_records,
     yaml_line,
 )
 from wsolbench_plugins.hierarchies import dataset_hierarchy
@@ -310,10 +309,9 @@ def load_folder(
                 record.image_id,
                 f"{record.where}: mask file {str(record.mask_path)!r} of image {record.image_id!r} is missing",
             )
-    if resolve_verify(skip_bad, verify_images):
-        verify_records(records, problems)
-    records, skipped = problems.finish(records, skip_bad)
-    return BoxDataset(NAME, split, records, hier, resize=resize, crop=crop, skipped=skipped)
+    return finish_dataset(
+        NAME, split, records, problems, hier, resize=resize, crop=crop, skip_bad=skip_bad, verify_images=verify_images
+    )
 
 
 @hookimpl

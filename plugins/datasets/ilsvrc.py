@@ -30,6 +30,7 @@ class index (``"0"``).
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from wsolbench import hookimpl
@@ -43,11 +44,10 @@ from wsolbench_plugins.datasets._common import (
     boxes_array,
     check_images_exist,
     check_options,
+    finish_dataset,
     read_lines,
     require_file,
     require_root,
-    resolve_verify,
-    verify_records,
 )
 from wsolbench_plugins.hierarchies import dataset_hierarchy, imagenet_class_names, imagenet_hierarchy, imagenet_wnids
 
@@ -168,18 +168,7 @@ def load_ilsvrc(
         order.append(image_id)
 
     labels: dict[str, tuple[int, int]] = {}
-    for line, text in read_lines(labels_path):
-        parts = [p.strip() for p in text.split(",")]
-        image_id = parts[0]
-        if image_id not in listed:
-            continue
-        if image_id in labels:
-            problems.add(
-                image_id,
-                f"{labels_path}:{line}: duplicate image id {image_id!r} (first at line {labels[image_id][1]}); give "
-                "each image one label",
-            )
-            continue
+    for image_id, line, text, parts in _first_rows(labels_path, listed, problems, "label"):
         value = _ints(parts[1:]) if len(parts) == 2 else None
         if value is None:
             problems.add(
@@ -195,18 +184,7 @@ def load_ilsvrc(
 
     sizes: dict[str, tuple[tuple[int, int], int]] = {}
     if sizes_path.is_file():
-        for line, text in read_lines(sizes_path):
-            parts = [p.strip() for p in text.split(",")]
-            image_id = parts[0]
-            if image_id not in listed:
-                continue
-            if image_id in sizes:
-                problems.add(
-                    image_id,
-                    f"{sizes_path}:{line}: duplicate image id {image_id!r} (first at line {sizes[image_id][1]}); give "
-                    "each image one size",
-                )
-                continue
+        for image_id, line, text, parts in _first_rows(sizes_path, listed, problems, "size"):
             value = _ints(parts[1:]) if len(parts) == 3 else None
             if value is None or min(value) < 1:
                 problems.add(image_id, f"{sizes_path}:{line}: expected '<image_id>,<width>,<height>', got {text!r}")
@@ -259,10 +237,31 @@ def load_ilsvrc(
             )
         )
     check_images_exist([r for r in records if r.image_id not in problems], problems)
-    if resolve_verify(skip_bad, verify_images):
-        verify_records(records, problems)
-    records, skipped = problems.finish(records, skip_bad)
-    return BoxDataset(NAME, split, records, hier, resize=resize, crop=crop, skipped=skipped)
+    return finish_dataset(
+        NAME, split, records, problems, hier, resize=resize, crop=crop, skip_bad=skip_bad, verify_images=verify_images
+    )
+
+
+def _first_rows(
+    path: Path, listed: Mapping[str, int], problems: Problems, what: str
+) -> Iterator[tuple[str, int, str, list[str]]]:
+    """``(image_id, line, text, fields)`` of the rows of a one-row-per-image metadata file that
+    name a listed image; a repeated image id is reported (``what``: "label", "size") and skipped."""
+    first: dict[str, int] = {}
+    for line, text in read_lines(path):
+        parts = [p.strip() for p in text.split(",")]
+        image_id = parts[0]
+        if image_id not in listed:
+            continue
+        if image_id in first:
+            problems.add(
+                image_id,
+                f"{path}:{line}: duplicate image id {image_id!r} (first at line {first[image_id]}); give "
+                f"each image one {what}",
+            )
+            continue
+        first[image_id] = line
+        yield image_id, line, text, parts
 
 
 @hookimpl
