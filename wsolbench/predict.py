@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +18,6 @@ from wsolbench.metrics import normalize_scoremap
 from wsolbench.model import WSOLModel
 from wsolbench.runtime import Runtime, autocast
 from wsolbench.specs import WSOLDataset, minmax_normalize
-
-
-@dataclass
-class Predictions:
-    """One batch's results, numpy arrays ready for :meth:`CacheWriter.write_batch`."""
-
-    indices: np.ndarray
-    fields: dict[str, Any]
 
 
 def upsample_normalized(maps: Tensor, size: tuple[int, int]) -> np.ndarray:
