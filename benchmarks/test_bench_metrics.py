@@ -9,11 +9,15 @@ holes); the naive implementation (``benchmarks/naive_metrics.py``: one
 ``cv2.findContours`` per image and threshold, one ``np.histogram`` per image)
 runs on every 20th of them (100 maps, same mix) in the same test, the two timed
 alternately (``interleaved`` fixture of ``benchmarks/conftest.py``). The ratio of
-median per-map wall-clock times is ``benchmark.extra_info['speedup']`` (asserted),
-the same with CPU time (all threads summed: the single-core work ratio) is
-``speedup_cpu``; results are also checked to be identical on the subset. The
-asserted floors (2.5x boxes, 3.5x PxAP: regression guards below the measured values, see
-MIN_BOX_SPEEDUP) can be overridden with WSOLBENCH_MIN_BOX_SPEEDUP / WSOLBENCH_MIN_PXAP_SPEEDUP.
+median per-map CPU times (all threads summed: the ratio of the work done) is
+``benchmark.extra_info['speedup_cpu']``, asserted and compared with ``baseline.json``;
+the ratio of wall-clock times, the measure of the issue's targets, is
+``wall_clock_factor``. It is context only: ours runs on every core, the naive code on
+one, so it depends on how many cores other processes leave free (8.9x on a quiet machine,
+4.8x at load 3-4 for MaxBoxAcc). Results are also checked to be identical on the subset.
+The asserted floors (2.5x boxes, 3.5x PxAP: regression guards below the measured values,
+see MIN_BOX_SPEEDUP) can be overridden with WSOLBENCH_MIN_BOX_SPEEDUP /
+WSOLBENCH_MIN_PXAP_SPEEDUP.
 """
 
 from __future__ import annotations
@@ -27,53 +31,24 @@ import pytest
 
 cv2 = pytest.importorskip("cv2")
 
+from bench_maps import benchmark_maps  # noqa: E402
 from naive_metrics import naive_box_accuracy, naive_pxap  # noqa: E402
 
 from wsolbench.metrics import box_accuracy, pxap  # noqa: E402
 
 N_MAPS = 2000
-SIZE = 224
 SUBSET = slice(0, N_MAPS, 20)
-# Floors that catch a broken kernel, not the targets. Targets: 50x boxes (NOT reached: measured
-# 3.7-6.1x on the shared 2-core machine, 2026-11-25) and 5x PxAP (measured 5.3-6.4x). Regressions
-# against the measured values are caught by benchmarks/compare.py and baseline.json.
+# Floors on the CPU-time ratio that catch a broken kernel, not the targets. Targets (wall clock):
+# 50x boxes, NOT reached (2026-11-25, 2 cores: 8.9x MaxBoxAcc, 10.6x MaxBoxAccV2 quiet; CPU time
+# 4.5x / 5.4x; see profile_box_stages.py) and 5x PxAP (9.9x wall, 5.5x CPU). Regressions against
+# the measured values are caught by benchmarks/compare.py and baseline.json.
 MIN_BOX_SPEEDUP = float(os.environ.get("WSOLBENCH_MIN_BOX_SPEEDUP", 2.5))
 MIN_PXAP_SPEEDUP = float(os.environ.get("WSOLBENCH_MIN_PXAP_SPEEDUP", 3.5))
 
 
-def _cam_like(rng, feat=28):
-    yy, xx = np.mgrid[0:feat, 0:feat].astype(np.float64)
-    base = np.zeros((feat, feat))
-    for _ in range(int(rng.integers(1, 4))):
-        cy, cx = rng.uniform(0, feat, 2)
-        sy, sx = rng.uniform(1.5, 7, 2)
-        base += rng.uniform(0.3, 1.0) * np.exp(-((yy - cy) ** 2 / (2 * sy**2) + (xx - cx) ** 2 / (2 * sx**2)))
-    base += rng.uniform(0.01, 0.1) * rng.standard_normal((feat, feat))
-    return cv2.resize(base, (SIZE, SIZE), interpolation=cv2.INTER_CUBIC)
-
-
-def _noisy(rng):
-    return cv2.resize(rng.random((56, 56)), (SIZE, SIZE), interpolation=cv2.INTER_CUBIC)
-
-
 @pytest.fixture(scope="module")
 def data():
-    rng = np.random.default_rng(2020)
-    maps = np.empty((N_MAPS, SIZE, SIZE))
-    boxes, masks = [], np.empty((N_MAPS, SIZE, SIZE), np.uint8)
-    for i in range(N_MAPS):
-        m = _noisy(rng) if i % 20 == 7 else _cam_like(rng)
-        m -= m.min()
-        maps[i] = m / m.max()
-        b = []
-        for _ in range(int(rng.integers(1, 3))):
-            x0, y0 = rng.integers(0, SIZE // 2, 2)
-            w, h = rng.integers(SIZE // 8, SIZE // 2, 2)
-            b.append([x0, y0, min(x0 + w, SIZE - 1), min(y0 + h, SIZE - 1)])
-        boxes.append(np.array(b))
-        masks[i] = maps[i] > rng.uniform(0.3, 0.6)
-    masks[:, :8, :8] = 255  # some ignored pixels
-    return maps, boxes, masks
+    return benchmark_maps(N_MAPS)
 
 
 def _record(benchmark, metric, value, timing, n_ours, n_naive, minimum):
@@ -87,7 +62,7 @@ def _record(benchmark, metric, value, timing, n_ours, n_naive, minimum):
         naive_maps=n_naive,
         ours_ms_per_map=1e3 * timing.first_median / n_ours,
         naive_ms_per_map=1e3 * timing.second_median / n_naive,
-        speedup=wall,
+        wall_clock_factor=wall,
         speedup_cpu=cpu,
         threads=numba.get_num_threads(),
     )
@@ -95,7 +70,7 @@ def _record(benchmark, metric, value, timing, n_ours, n_naive, minimum):
         f"\n{metric}: ours {1e3 * timing.first_median / n_ours:.3f} ms/map, naive "
         f"{1e3 * timing.second_median / n_naive:.3f} ms/map: speed-up {wall:.1f}x wall, {cpu:.1f}x CPU time"
     )
-    assert wall >= minimum, f"{metric}: {wall:.1f}x < {minimum}x"
+    assert cpu >= minimum, f"{metric}: {cpu:.1f}x CPU time < {minimum}x"
 
 
 @pytest.mark.parametrize("metric", ["MaxBoxAcc", "MaxBoxAccV2"])
