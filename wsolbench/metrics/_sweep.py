@@ -818,7 +818,7 @@ def box_chunk(
     IoU at CAM threshold k is >= iou_thr[a]; when want_k >= 0 also the best IoU and
     box at threshold index want_k into best_iou/best_box[i]; invalid[i] = 1 for maps
     with NaN or values outside [0, 1]. The kernels release the GIL: chunks run in threads."""
-    N, H, W = maps.shape
+    _, H, W = maps.shape
     ws, dvals, kmap, levels, iou = _workspace(H, W, thr_t.shape[0])
     out_n, out_d, out_box = levels[3:]
     for i in range(i0, i1):
@@ -862,7 +862,7 @@ def box_chunk_both(
     sort, and takes the hole-filled map from the background sweep (``want_fill``)
     instead of :func:`_fill_holes`.
     """
-    N, H, W = maps.shape
+    _, H, W = maps.shape
     ws, dvals, kmap, levels, iou = _workspace(H, W, thr_all.shape[0])
     band, filled, fgpat, bgpat, order, cnt = ws[0], ws[1], ws[2], ws[3], ws[6], ws[7]
     out_n, out_d = levels[3], levels[4]
