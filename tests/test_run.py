@@ -11,8 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from wsolbench.cache import read_cache
 from wsolbench.cli.main import main
 
 pytestmark = pytest.mark.slow
@@ -168,6 +170,10 @@ def test_two_process_gloo_ddp_matches_a_single_process_run(tmp_path):
     ]
     ddp = subprocess.run(torchrun, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert ddp.returncode == 0, ddp.stderr[-2000:]
+    with read_cache(only_run(tmp_path / "single")) as one, read_cache(only_run(tmp_path / "ddp")) as two:
+        assert two.image_ids == one.image_ids  # rank 0 wrote the shards back in dataset order
+        assert np.array_equal(two.labels, one.labels)
+        assert all(np.array_equal(a, b) for a, b in zip(two.boxes, one.boxes, strict=True))
     single_metrics, ddp_metrics = metrics_of(tmp_path / "single"), metrics_of(tmp_path / "ddp")
     # Same batches, averaged gradients: equal up to float summation order. Stated tolerance:
     # 1 image in 24 (4.2 points) per localization metric, 0.5 point for PxAP.

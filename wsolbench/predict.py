@@ -109,16 +109,16 @@ def write_cache(
     runtime: Runtime,
     meta: CacheMeta,
 ) -> None:
-    """Predict every test image and write the run's cache (on rank 0, gathering the shards)."""
-    batches = list(iterate_predictions(model, dataset, config, runtime)) if runtime.distributed else None
+    """Predict every test image and write the run's cache (under torchrun: rank 0 writes,
+    receiving the other ranks' shards batch by batch)."""
+    stream = iterate_predictions(model, dataset, config, runtime)
     if runtime.distributed:
-        gathered: list[Any] = [None] * runtime.world_size
-        torch.distributed.all_gather_object(gathered, batches)
+        steps = gather_steps(len(dataset), config["eval"]["batch_size"], runtime.world_size)
+        stream = gather_in_order(stream, steps, runtime)
         if not runtime.is_main:
+            for _ in stream:  # this rank only sends
+                pass
             return
-        stream = _interleave(gathered, len(dataset))
-    else:
-        stream = iterate_predictions(model, dataset, config, runtime)
     first = next(stream)
     size = first["fused_gt"].shape[-2:]
     levels = model.head_specs if config["eval"]["save_level_maps"] else []
@@ -143,16 +143,48 @@ def _chain(first: dict[str, Any], rest: Iterator[dict[str, Any]]) -> Iterator[di
     yield from rest
 
 
-def _interleave(per_rank: list[list[dict[str, Any]]], size: int) -> Iterator[dict[str, Any]]:
-    """Rank shards (rank r holds images r, r+W, ...) back in dataset order, one image per batch."""
-    world = len(per_rank)
-    flat = [[_split_rows(batch) for batch in batches] for batches in per_rank]
-    rows = [[row for batch in batches for row in batch] for batches in flat]
-    for index in range(size):
-        yield rows[index % world][index // world]
+def gather_steps(size: int, batch_size: int, world_size: int) -> int:
+    """Batches of the largest shard (rank 0's): how many gather steps every rank takes."""
+    largest = -(-size // world_size)
+    return -(-largest // batch_size)
+
+
+def gather_in_order(batches: Iterator[dict[str, Any]], steps: int, runtime: Runtime) -> Iterator[dict[str, Any]]:
+    """Collect every rank's prediction batches on rank 0, back in dataset order.
+
+    Rank r predicts images r, r + W, r + 2W, ... (:func:`shard_indices`) in batches of
+    the same size, so the k-th batches of all ranks together hold a contiguous run of
+    the dataset. At each of ``steps`` steps every rank sends its next batch (None once
+    its shard is done) with ``gather_object``; rank 0 yields them merged in dataset
+    order. Rank 0 holds one batch per rank at a time, not the whole test set; the other
+    ranks yield nothing.
+    """
+    world = runtime.world_size
+    for _ in range(steps):
+        received: list[Any] | None = [None] * world if runtime.is_main else None
+        torch.distributed.gather_object(next(batches, None), received, dst=0)
+        if received is None:
+            continue
+        rows = [_split_rows(batch) if batch is not None else [] for batch in received]
+        ordered = [rows[rank][j] for j in range(len(rows[0])) for rank in range(world) if j < len(rows[rank])]
+        if ordered:
+            yield _merge_rows(ordered)
 
 
 def _split_rows(fields: dict[str, Any]) -> list[dict[str, Any]]:
     """A batch's fields as a list of one-image batches."""
     count = len(fields["image_ids"])
     return [{key: (None if value is None else value[i : i + 1]) for key, value in fields.items()} for i in range(count)]
+
+
+def _merge_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One-image batches joined into one batch (lists concatenated, arrays stacked)."""
+    merged: dict[str, Any] = {}
+    for key, value in rows[0].items():
+        if value is None:
+            merged[key] = None
+        elif isinstance(value, np.ndarray):
+            merged[key] = np.concatenate([row[key] for row in rows])
+        else:
+            merged[key] = [item for row in rows for item in row[key]]
+    return merged
