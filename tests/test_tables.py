@@ -11,6 +11,7 @@ import pytest
 
 from wsolbench.errors import UsageError
 from wsolbench.paper_results import paper_rows
+from wsolbench.results import resolve_run_dir
 from wsolbench.tables import FORMATS, METRIC_COLUMNS, Stat, build_table, config_variant, render_table
 
 DANET = [
@@ -190,3 +191,17 @@ def test_empty_table_renders() -> None:
     assert body == [] and headers[0] == "method"
     for fmt in FORMATS:
         assert "method" in render_table((headers, body), fmt=fmt)
+
+
+def test_run_paths_resolve_to_run_folders_or_fail_with_the_fix(tmp_path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "cache.h5").write_bytes(b"")
+    assert resolve_run_dir(run) == run
+    assert resolve_run_dir(run / "cache.h5") == run
+    other = tmp_path / "copied.h5"
+    other.write_bytes(b"")
+    with pytest.raises(UsageError, match=r"is not a run's cache\.h5: pass the run folder"):
+        resolve_run_dir(other)
+    with pytest.raises(UsageError, match=r"is not a run directory \(no cache\.h5\)"):
+        resolve_run_dir(tmp_path)

@@ -17,8 +17,13 @@ METRICS_FILENAME = "metrics.json"
 def resolve_run_dir(path: str | Path) -> Path:
     """A run directory from a run directory or its ``cache.h5`` path."""
     path = Path(path)
-    if path.is_file() and path.suffix == ".h5":
+    if path.is_file() and path.name == CACHE_FILENAME:
         return path.parent
+    if path.is_file():
+        raise UsageError(
+            f"{str(path)!r} is not a run's {CACHE_FILENAME}: pass the run folder or its {CACHE_FILENAME} "
+            "(metrics.json is written beside it)"
+        )
     if not (path / CACHE_FILENAME).is_file():
         raise UsageError(
             f"{str(path)!r} is not a run directory (no {CACHE_FILENAME}): pass a folder under runs/ or its cache file"
