@@ -126,6 +126,7 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_checkpoint(tmp_path):
         (["--set", "train.epochz=1"], "unknown config key 'train.epochz'"),
         (["--dataset", "nosuch"], "unknown dataset 'nosuch'"),
         (["--backbone", "vgg17"], "did you mean: vgg16"),
+        (["--set", "dataset.num_train=8"], "training split has 8 images, fewer than train.batch_size=16"),
     ],
 )
 def test_config_errors_exit_2_with_one_line(args, needle, tmp_path):

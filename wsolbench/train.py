@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from wsolbench.config import component_options
 from wsolbench.data import collate_samples
-from wsolbench.errors import WsolbenchError
+from wsolbench.errors import UsageError, WsolbenchError
 from wsolbench.model import WSOLModel
 from wsolbench.progress import Progress
 from wsolbench.registry import Registry
@@ -77,7 +77,12 @@ def make_train_loader(parts: Parts, config: dict[str, Any], runtime: Runtime) ->
     """Shuffled, drop-last batches of ``train.batch_size / world_size`` images per rank."""
     batch_size = config["train"]["batch_size"]
     if batch_size % runtime.world_size:
-        raise WsolbenchError(f"train.batch_size={batch_size} must be divisible by the {runtime.world_size} processes")
+        raise UsageError(f"train.batch_size={batch_size} must be divisible by the {runtime.world_size} processes")
+    if len(parts.train_set) < batch_size:
+        raise UsageError(
+            f"the training split has {len(parts.train_set)} images, fewer than train.batch_size={batch_size}, "
+            "so not one batch would be trained: lower --batch-size or add training images"
+        )
     sampler = EpochSampler(len(parts.train_set), config["seed"], runtime.rank, runtime.world_size)
     return DataLoader(
         parts.train_set,
