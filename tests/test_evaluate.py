@@ -75,6 +75,26 @@ def build(tmp_path: Path, *, masks: bool) -> Path:
     return path
 
 
+def write_cache(tmp_path: Path, maps, boxes, labels, logits, masks=None) -> Path:
+    """One batch of same-map (predicted = GT class) images written to ``tmp_path/cache.h5``."""
+    n, h, w = maps.shape
+    path = tmp_path / "cache.h5"
+    meta = CacheMeta(method="cam", backbone="x", dataset="y")
+    with CacheWriter(
+        path, meta=meta, num_images=n, map_size=(h, w), num_classes=C, has_masks=masks is not None
+    ) as writer:
+        writer.write_batch(
+            image_ids=[str(i) for i in range(n)],
+            labels=labels,
+            logits=logits,
+            fused_pred=maps,
+            fused_gt=maps,
+            boxes=boxes,
+            masks=masks,
+        )
+    return path
+
+
 def test_best_threshold_numbers(tmp_path: Path) -> None:
     with read_cache(build(tmp_path, masks=False)) as cache:
         metrics = evaluate_cache(cache, chunk_size=3)  # chunks of 3 and 1: counts must add up
@@ -134,18 +154,7 @@ def test_agrees_with_box_accuracy_on_random_maps(tmp_path: Path) -> None:
         boxes.append(np.array([[x0, y0, x0 + rng.integers(2, w // 2), y0 + rng.integers(2, h // 2)]]))
     labels = rng.integers(0, C, n)
     logits = rng.normal(size=(n, C)).astype(np.float32)
-    path = tmp_path / "cache.h5"
-    with CacheWriter(
-        path, meta=CacheMeta(method="cam", backbone="x", dataset="y"), num_images=n, map_size=(h, w), num_classes=C
-    ) as writer:
-        writer.write_batch(
-            image_ids=[str(i) for i in range(n)],
-            labels=labels,
-            logits=logits,
-            fused_pred=maps,
-            fused_gt=maps,
-            boxes=boxes,
-        )
+    path = write_cache(tmp_path, maps, boxes, labels, logits)
     with read_cache(path) as cache:
         metrics = evaluate_cache(cache, chunk_size=4)
         mba = box_accuracy(maps, boxes, iou_thresholds=(50,), multi_contour=False)
@@ -188,24 +197,7 @@ def test_streamed_pxap_and_localization_match_the_metrics_module(tmp_path: Path)
     masks[rng.random((n, h, w)) < 0.05] = 255  # ignored pixels
     boxes = [np.array([[2, 3, 9, 12]])] * n
     labels, logits = rng.integers(0, C, n), rng.normal(size=(n, C)).astype(np.float32)
-    path = tmp_path / "cache.h5"
-    with CacheWriter(
-        path,
-        meta=CacheMeta(method="cam", backbone="x", dataset="y"),
-        num_images=n,
-        map_size=(h, w),
-        num_classes=C,
-        has_masks=True,
-    ) as writer:
-        writer.write_batch(
-            image_ids=[str(i) for i in range(n)],
-            labels=labels,
-            logits=logits,
-            fused_pred=maps,
-            fused_gt=maps,
-            boxes=boxes,
-            masks=masks,
-        )
+    path = write_cache(tmp_path, maps, boxes, labels, logits, masks)
     with read_cache(path) as cache:
         metrics = evaluate_cache(cache, cam_threshold=0.35, chunk_size=4)
     assert metrics["pxap"] == pytest.approx(pxap(maps, masks).value, abs=1e-9)
