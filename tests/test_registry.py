@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import functools
+import re
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import pluggy
 import pytest
 
 import wsolbench
+from wsolbench.cli.list_cmd import format_kind
+from wsolbench.cli.plugins_cmd import format_plugins, format_problems
 from wsolbench.errors import UsageError
-from wsolbench.plugins import PluginInfo, PluginSet, load_plugins, new_plugin_manager
-from wsolbench.registry import DuplicateComponentError, Registry, declared_options
+from wsolbench.plugins import PluginFailure, PluginInfo, PluginSet, load_plugins, new_plugin_manager
+from wsolbench.registry import DuplicateComponentError, Registry, _call_hookimpl, declared_options, own_docstring
+from wsolbench.specs import Method
 
 EXAMPLE_PLUGIN = Path(__file__).parent / "example_plugin"
 
@@ -66,25 +72,160 @@ def test_empty_kind_says_so():
         registry.get("backbones", "vgg16")
 
 
-def test_duplicate_names_name_both_plugins():
-    class Other:
+class Other:
+    @wsolbench.hookimpl
+    def register_methods(self, register):
+        register("toy", Toy)
+
+
+def test_duplicate_names_fail_when_used_and_are_listed_under_both_plugins():
+    registry = make_registry(("toys", ToyPlugin()), ("others", Other()))
+    assert registry.names("methods") == ["toy"]
+    assert [c.plugin.name for c in registry.components("methods")] == ["toys", "others"]
+    with pytest.raises(DuplicateComponentError) as info:
+        registry.get("methods", "toy")
+    message = str(info.value)
+    assert "\n" not in message
+    assert "'toys' (dist-toys 1.2)" in message and "'others' (dist-others 1.2)" in message
+    assert "WSOLBENCH_DISABLE_PLUGINS=" in message
+    listing = format_plugins(registry)
+    assert re.search(r"^toys +dist-toys +1\.2 +method:toy \(duplicate\)$", listing, re.M), listing
+    assert re.search(r"^others +dist-others +1\.2 +method:toy \(duplicate\)$", listing, re.M), listing
+    assert "method 'toy': plugin 'toys' (dist-toys 1.2), plugin 'others' (dist-others 1.2)" in listing
+    assert len(re.findall(r"^toy ", format_kind("methods", registry), re.M)) == 2
+
+
+class Boom:
+    """Registers a backbone, then a method, then raises: none of it may be kept."""
+
+    @wsolbench.hookimpl
+    def register_backbones(self, register):
+        register("boombone", Toy)
+
+    @wsolbench.hookimpl
+    def register_methods(self, register):
+        register("partial", Toy)
+        raise RuntimeError("boom\nsecond line")
+
+
+def test_a_plugin_whose_register_hook_raises_is_isolated():
+    registry = make_registry(("boom", Boom()), ("toys", ToyPlugin()))
+    assert registry.names("methods") == ["toy"]
+    assert registry.names("backbones") == []  # the failed plugin keeps nothing, not half its components
+    assert registry.failures == [
+        PluginFailure(PluginInfo("boom", "dist-boom", "1.2"), "register_methods", "RuntimeError: boom second line")
+    ]
+    assert registry.failures[0].describe() == (
+        "plugin 'boom' (dist-boom 1.2) failed in register_methods (RuntimeError: boom second line)"
+    )
+    listing = format_plugins(registry)
+    assert re.search(r"^boom +dist-boom +1\.2 +FAILED \(register_methods\)$", listing, re.M), listing
+    assert re.search(r"^boom +dist-boom 1\.2 +register_methods +RuntimeError: boom second line$", listing, re.M)
+    assert "failed plugins" in format_problems(registry)
+    with pytest.raises(UsageError, match="unknown method 'partial'"):
+        registry.get("methods", "partial")
+
+
+def test_failures_are_warned_once_on_one_line(caplog):
+    registry = make_registry(("boom", Boom()))
+    with caplog.at_level("WARNING", logger="wsolbench"):
+        registry.warn_failures()
+        registry.warn_failures()
+    assert [record.getMessage() for record in caplog.records] == [
+        "wsolbench: warning: plugin 'boom' (dist-boom 1.2) failed in register_methods (RuntimeError: boom second "
+        "line); its components are unavailable (see `wsolbench plugins`)"
+    ]
+
+
+def test_hook_implementations_get_only_the_arguments_they_name():
+    class NoArguments:
+        @wsolbench.hookimpl
+        def register_methods(self):
+            """Takes none of the hook's arguments (pluggy allows it)."""
+
+    registry = make_registry(("quiet", NoArguments()), ("toys", ToyPlugin()))
+    assert registry.failures == [] and registry.names("methods") == ["toy"]
+
+    # a newer hookspec that gained a keyword argument: old and new implementations both work
+    class NewerSpecs:
+        @pluggy.HookspecMarker("wsolbench")
+        def register_methods(self, register, api_version):
+            """Register methods."""
+
+    class Old:
         @wsolbench.hookimpl
         def register_methods(self, register):
-            register("toy", Toy)
+            register("old", Toy)
 
-    with pytest.raises(DuplicateComponentError) as info:
-        make_registry(("toys", ToyPlugin()), ("others", Other()))
-    assert "'toys'" in str(info.value) and "'others'" in str(info.value)
+    class New:
+        @wsolbench.hookimpl
+        def register_methods(self, api_version, register):
+            register(f"new{api_version}", Toy)
+
+    manager = pluggy.PluginManager("wsolbench")
+    manager.add_hookspecs(NewerSpecs)
+    manager.register(Old(), name="old")
+    manager.register(New(), name="new")
+    seen: list[str] = []
+    for impl in manager.hook.register_methods.get_hookimpls():
+        _call_hookimpl(impl, register=lambda name, factory: seen.append(name), api_version=2)
+    assert sorted(seen) == ["new2", "old"]
 
 
-def test_uppercase_names_are_refused():
+def test_bad_registrations_fail_only_their_plugin():
     class Shouty:
         @wsolbench.hookimpl
         def register_methods(self, register):
             register("CAM", Toy)
 
-    with pytest.raises(wsolbench.errors.WsolbenchError, match="lowercase"):
-        make_registry(("shouty", Shouty()))
+    class NotCallable:
+        @wsolbench.hookimpl
+        def register_heads(self, register):
+            register("head", 3)
+
+    class WrongCall:
+        @wsolbench.hookimpl
+        def register_heads(self, register):
+            register("head")
+
+    registry = make_registry(("shouty", Shouty()), ("notcallable", NotCallable()), ("wrong", WrongCall()))
+    errors = {failure.plugin.name: failure.error for failure in registry.failures}
+    assert "registered method 'CAM': names must be non-empty lowercase strings" in errors["shouty"]
+    assert "registered head 'head' with 3, which is not callable" in errors["notcallable"]
+    assert errors["wrong"].startswith("TypeError: ")
+    assert registry.names("methods") == [] and registry.names("heads") == []
+
+
+class Undocumented(Method):
+    def loss(self, outputs, labels):  # pragma: no cover - never called
+        return {}
+
+
+class Documented(Undocumented):
+    """An own docstring.
+
+    More text.
+    """
+
+
+def test_summary_is_the_own_docstring_else_the_module_docstring_else_nothing():
+    module_first_line = sys.modules[__name__].__doc__.strip().splitlines()[0]
+    assert own_docstring(Documented) == "An own docstring.\n\nMore text."
+    assert own_docstring(Undocumented).splitlines()[0] == module_first_line  # not Method's "A WSOL method..."
+    assert own_docstring(functools.partial(Documented, k=1)).startswith("An own docstring.")
+    assert own_docstring(make_registry) == "A registry from in-memory plugins (a fresh plugin manager per test)."
+    orphan = type("Orphan", (Method,), {"__module__": "no_such_module_anywhere"})
+    assert own_docstring(orphan) == ""
+
+    class Plugin:
+        @wsolbench.hookimpl
+        def register_methods(self, register):
+            register("undocumented", Undocumented)
+            register("orphan", orphan)
+
+    registry = make_registry(("p", Plugin()))
+    assert registry.get("methods", "undocumented").summary == module_first_line
+    assert registry.get("methods", "orphan").summary == ""
 
 
 def test_prefix_entry_receives_the_rest_of_the_name():
@@ -112,7 +253,9 @@ def test_broken_plugin_is_reported_and_others_still_load(monkeypatch, tmp_path):
     (dist / "entry_points.txt").write_text("[wsolbench]\nbroken = broken_plugin\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     plugins = load_plugins()
-    assert "ImportError: no such thing" in plugins.failures["broken"]
+    assert plugins.failures == [
+        PluginFailure(PluginInfo("broken", "broken-plugin", "0.1"), "import", "ImportError: no such thing")
+    ]
     assert "cam" in Registry(plugins).names("methods")
 
 
@@ -123,7 +266,7 @@ def test_builtin_components_come_from_entry_points():
     assert {"vgg16", "googlenet", "resnet50"} <= set(registry.names("backbones"))
     assert {"synthetic", "cub", "ilsvrc", "folder"} <= set(registry.names("datasets"))
     assert registry.get("methods", "danet").plugin.distribution == "wsolbench"
-    assert plugins.failures == {}
+    assert plugins.failures == [] and registry.failures == []
 
 
 def test_disable_switch_skips_a_plugin(monkeypatch):
@@ -212,13 +355,55 @@ def test_example_plugin_source_is_the_documented_one():
     assert textwrap.dedent(source.split('"""\n\n', 1)[1]).strip() in readme
 
 
-def test_cli_list_warns_about_a_broken_plugin_and_lists_the_rest(tmp_path):
-    (tmp_path / "broken_plugin.py").write_text("raise ImportError('no such thing')\n")
-    dist = tmp_path / "broken_plugin-0.1.dist-info"
+def write_distribution(folder: Path, module: str, source: str) -> None:
+    """A one-module distribution ``broken-plugin 0.1`` with entry point ``broken`` (importable from ``folder``)."""
+    (folder / f"{module}.py").write_text(source)
+    dist = folder / f"{module}-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[wsolbench]\nbroken = broken_plugin\n")
+    (dist / "entry_points.txt").write_text(f"[wsolbench]\nbroken = {module}\n")
+
+
+def test_cli_list_shows_a_plugin_that_fails_to_import_and_lists_the_rest(tmp_path):
+    write_distribution(tmp_path, "broken_plugin", "raise ImportError('no such thing')\n")
     result = run_cli("list", "methods", pythonpath=tmp_path)
-    assert result.returncode == 0
+    assert result.returncode == 0 and result.stderr == ""
     assert "danet" in result.stdout
-    assert "plugin 'broken' failed to load (ImportError: no such thing)" in result.stderr
+    assert re.search(r"^broken +broken-plugin 0\.1 +import +ImportError: no such thing$", result.stdout, re.M)
+
+
+RAISING_PLUGIN = """
+import wsolbench
+
+@wsolbench.hookimpl
+def register_methods(register):
+    raise RuntimeError("register_methods is broken")
+"""
+
+
+def test_cli_a_plugin_whose_register_hook_raises(tmp_path):
+    write_distribution(tmp_path, "raising_plugin", RAISING_PLUGIN)
+    plugins = run_cli("plugins", pythonpath=tmp_path)
+    assert plugins.returncode == 0 and plugins.stderr == ""
+    assert re.search(r"^broken +broken-plugin +0\.1 +FAILED \(register_methods\)$", plugins.stdout, re.M)
+    assert re.search(
+        r"^broken +broken-plugin 0\.1 +register_methods +RuntimeError: register_methods is broken$",
+        plugins.stdout,
+        re.M,
+    )
+    assert "method:danet" in plugins.stdout
+    listing = run_cli("list", "methods", pythonpath=tmp_path)
+    assert (
+        listing.returncode == 0
+        and "danet" in listing.stdout
+        and "RuntimeError: register_methods is broken" in listing.stdout
+    )
+    # another command: one warning line, then the command goes on (here to its own one-line error)
+    other = run_cli("run", "--method", "nosuch", pythonpath=tmp_path)
+    lines = other.stderr.strip().splitlines()
+    assert other.returncode == 2 and len(lines) == 2, other.stderr
+    assert lines[0] == (
+        "wsolbench: warning: plugin 'broken' (broken-plugin 0.1) failed in register_methods (RuntimeError: "
+        "register_methods is broken); its components are unavailable (see `wsolbench plugins`)"
+    )
+    assert "unknown method 'nosuch'" in lines[1]

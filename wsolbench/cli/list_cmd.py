@@ -6,8 +6,8 @@ import argparse
 
 from tabulate import tabulate
 
-from wsolbench.cli.plugins_cmd import report_failures
-from wsolbench.registry import KINDS, default_registry
+from wsolbench.cli.plugins_cmd import format_problems
+from wsolbench.registry import KINDS, Registry, default_registry
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -16,9 +16,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def format_kind(kind: str) -> str:
-    """A table of one kind's components: name, plugin, distribution, summary."""
-    components = default_registry().components(kind)
+def format_kind(kind: str, registry: Registry | None = None) -> str:
+    """A table of one kind's components: name, plugin, distribution, summary (a duplicated name once per plugin)."""
+    components = (registry or default_registry(warn=False)).components(kind)
     if not components:
         return f"{kind}: the registry is empty (no installed plugin registers {kind})"
     rows = [(c.name, c.plugin.name, f"{c.plugin.distribution} {c.plugin.version}", c.summary) for c in components]
@@ -26,7 +26,8 @@ def format_kind(kind: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    registry = default_registry(warn=False)
     kinds = [args.kind] if args.kind else list(KINDS)
-    print("\n\n".join(format_kind(kind) for kind in kinds))
-    report_failures(default_registry())
+    problems = format_problems(registry)
+    print("\n\n".join([*(format_kind(kind, registry) for kind in kinds), *([problems] if problems else [])]))
     return 0
