@@ -182,7 +182,7 @@ class LibraryLoop:
         self.config = copy.deepcopy(DEFAULTS)
         self.optimizer = make_optimizer(model, self.config)
         self.scaler = torch.amp.GradScaler("cpu", enabled=False)
-        self.progress = Progress("plain", every=DEFAULTS["train"]["log_every"], stream=io.StringIO())
+        self.progress = Progress("plain", stream=io.StringIO())
         self.progress.start_epoch(0, 1, 10**9)
         self.index = 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -68,8 +69,21 @@ def make_data(n: int = 7, seed: int = 0) -> dict:
         "fused_gt": smooth_maps(rng, n),
         "boxes": boxes,
         "masks": (rng.random((n, H, W)) > 0.6).astype(np.uint8),
-        "level_maps": np.stack([smooth_maps(rng, n), smooth_maps(rng, n)], axis=1),
-        "k_maps": rng.random((n, 3, 4, 5)).astype(np.float32),
+        "extras": {
+            "levels": np.stack([smooth_maps(rng, n), smooth_maps(rng, n)], axis=1),
+            "k_maps": rng.random((n, 3, 4, 5)).astype(np.float32),
+        },
+    }
+
+
+EXTRA_NAMES = {"levels": ["0:family", "1:species"], "k_maps": ["k = 1", "k = 2", "k = 3"]}
+
+
+def batch_of(data: dict, sl: slice) -> dict:
+    """Images ``sl`` of every field (extras per map)."""
+    return {
+        k: ({n: m[sl] for n, m in v.items()} if isinstance(v, dict) else v[sl] if v is not None else None)
+        for k, v in data.items()
     }
 
 
@@ -81,20 +95,19 @@ def write(path: Path, data: dict, *, batch: int = 3, **kwargs) -> Path:
         map_size=(H, W),
         num_classes=C,
         has_masks=data.get("masks") is not None,
-        num_levels=0 if data.get("level_maps") is None else data["level_maps"].shape[1],
-        k_maps_shape=None if data.get("k_maps") is None else data["k_maps"].shape[1:],
+        extra_maps={name: (maps.shape[1:], EXTRA_NAMES[name]) for name, maps in (data.get("extras") or {}).items()},
     )
     options.update(kwargs)
     with CacheWriter(path, **options) as writer:
         for start in range(0, n, batch):
             sl = slice(start, start + batch)
-            writer.write_batch(**{k: (v[sl] if v is not None else None) for k, v in data.items()})
+            writer.write_batch(**batch_of(data, sl))
     return path
 
 
 def test_round_trip_all_fields(tmp_path: Path) -> None:
     data = make_data()
-    path = write(tmp_path / "cache.h5", data, level_names=["0:family", "1:species"])
+    path = write(tmp_path / "cache.h5", data)
     assert sorted(os.listdir(tmp_path)) == ["cache.h5"]  # no temporary file left
     for load in (False, True):
         with read_cache(tmp_path if load else path, load=load) as cache:
@@ -109,10 +122,11 @@ def test_round_trip_all_fields(tmp_path: Path) -> None:
             np.testing.assert_array_equal(cache.fused_pred[:], dequantize_maps(quantize_maps(data["fused_pred"])))
             np.testing.assert_array_equal(cache.fused_gt[:], data["fused_gt"])
             assert cache.fused_gt[:].dtype == np.float32
-            assert len(cache.level_maps) == 2 and cache.level_names == ["0:family", "1:species"]
-            for i, store in enumerate(cache.level_maps):
-                np.testing.assert_array_equal(store[:], dequantize_maps(quantize_maps(data["level_maps"][:, i])))
-            np.testing.assert_allclose(cache.k_maps[:], data["k_maps"], atol=1e-3)
+            assert sorted(cache.extra_maps) == ["k_maps", "levels"]
+            for name, maps in data["extras"].items():
+                assert cache.extra_maps[name].names == EXTRA_NAMES[name]
+                np.testing.assert_array_equal(cache.extra_maps[name].store[:], dequantize_maps(quantize_maps(maps)))
+                np.testing.assert_array_equal(cache.extra_maps[name].store[4], dequantize_maps(quantize_maps(maps[4])))
             assert len(cache.boxes) == 7
             for got, want in zip(cache.boxes, data["boxes"], strict=False):
                 assert got.shape == want.shape and got.dtype == np.int32
@@ -138,7 +152,7 @@ def test_round_trip_all_fields(tmp_path: Path) -> None:
 
 def test_optional_parts_absent_and_large_class_counts(tmp_path: Path) -> None:
     data = make_data(n=5)
-    for key in ("masks", "level_maps", "k_maps"):
+    for key in ("masks", "extras"):
         data[key] = None
     big = 300
     data["logits"] = np.random.default_rng(1).normal(size=(5, big)).astype(np.float32)
@@ -146,7 +160,7 @@ def test_optional_parts_absent_and_large_class_counts(tmp_path: Path) -> None:
     with read_cache(path) as cache:
         assert cache.logits is None  # more than 256 classes: only the top-5 by default
         np.testing.assert_array_equal(cache.top5, top5_from_logits(data["logits"]))
-        assert cache.masks is None and cache.level_maps == [] and cache.k_maps is None
+        assert cache.masks is None and cache.extra_maps == {}
         assert cache.fused_gt.encoding == "uint8"  # no masks, no PxAP: uint8 is lossless
     path = write(tmp_path / "d.h5", data, num_classes=big, store_logits=True)
     with read_cache(path) as cache:
@@ -188,13 +202,13 @@ def test_stored_maps_give_identical_metrics(tmp_path: Path) -> None:
     data = make_data(n=24, seed=7)
     data["fused_pred"] = adversarial_maps(rng)
     data["fused_gt"] = adversarial_maps(rng).astype(np.float32)  # the runner's maps are float32
-    data["level_maps"] = adversarial_maps(rng)[:, None]
-    path = write(tmp_path / "c.h5", data, batch=5, num_levels=1)
+    data["extras"] = {"levels": adversarial_maps(rng)[:, None]}
+    path = write(tmp_path / "c.h5", data, batch=5, extra_maps={"levels": ((1, H, W), ["0:species"])})
     with read_cache(path) as cache:
         for original, stored in (
             (data["fused_pred"], cache.fused_pred),
             (data["fused_gt"], cache.fused_gt),
-            (data["level_maps"][:, 0], cache.level_maps[0]),
+            (data["extras"]["levels"][:, 0], _Level0(cache.extra_maps["levels"].store)),
         ):
             for kwargs in ({"iou_thresholds": (50,), "multi_contour": False}, {}):
                 a = box_accuracy(original, data["boxes"], **kwargs)
@@ -208,6 +222,16 @@ def test_stored_maps_give_identical_metrics(tmp_path: Path) -> None:
         assert pxap(quantized, data["masks"]).value != pxap(data["fused_gt"], data["masks"]).value
 
 
+class _Level0:
+    """The first map of every image of an ``(N, M, H, W)`` store, as an ``(N, H, W)`` store."""
+
+    def __init__(self, store):
+        self.store = store
+
+    def __getitem__(self, index):
+        return self.store[index][:, 0]
+
+
 # -- atomic writes -------------------------------------------------------------------
 
 
@@ -218,7 +242,7 @@ def test_exception_mid_write_leaves_no_file(tmp_path: Path) -> None:
         with CacheWriter(
             path, meta=CacheMeta.from_config(CONFIG), num_images=7, map_size=(H, W), num_classes=C
         ) as writer:
-            writer.write_batch(**{k: v[:3] for k, v in data.items() if k not in ("masks", "level_maps", "k_maps")})
+            writer.write_batch(**batch_of({k: v for k, v in data.items() if k not in ("masks", "extras")}, slice(0, 3)))
             raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
 
@@ -231,7 +255,7 @@ def test_incomplete_write_is_an_error_and_keeps_the_old_cache(tmp_path: Path) ->
         with CacheWriter(
             path, meta=CacheMeta.from_config(CONFIG), num_images=7, map_size=(H, W), num_classes=C
         ) as writer:
-            writer.write_batch(**{k: v[:3] for k, v in data.items() if k not in ("masks", "level_maps", "k_maps")})
+            writer.write_batch(**batch_of({k: v for k, v in data.items() if k not in ("masks", "extras")}, slice(0, 3)))
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache.h5"]
 
@@ -291,12 +315,38 @@ def one_line_error(path: Path, *fragments: str) -> str:
     return message
 
 
+def test_schema_1_level_and_k_maps_are_read_as_extra_maps(tmp_path: Path) -> None:
+    """A cache of the first layout (``maps/levels/<i>`` + ``maps/k_maps``) still reads, its maps as extras."""
+    data = make_data()
+    path = write(tmp_path / "cache.h5", data)
+    levels = dequantize_maps(quantize_maps(data["extras"]["levels"]))
+    k_maps = data["extras"]["k_maps"].astype(np.float16)
+    with h5py.File(path, "r+") as f:  # rewrite the extras the way schema 1 stored them
+        f.attrs["schema_version"] = 1
+        del f["maps/extras"]
+        group = f.create_group("maps/levels")
+        group.attrs["names"] = json.dumps(EXTRA_NAMES["levels"])
+        for i in range(2):
+            group[str(i)] = quantize_maps(levels[:, i])
+        f["maps/k_maps"] = k_maps
+        f["maps/k_maps"].attrs["encoding"] = "float16"
+    with read_cache(path) as cache:
+        assert cache.schema_version == 1 and sorted(cache.extra_maps) == ["k_maps", "levels"]
+        assert cache.extra_maps["levels"].names == EXTRA_NAMES["levels"]
+        assert cache.extra_maps["levels"].store.shape == (7, 2, H, W)
+        np.testing.assert_array_equal(cache.extra_maps["levels"].store[:], levels)
+        np.testing.assert_array_equal(cache.extra_maps["levels"].store[3], levels[3])
+        np.testing.assert_array_equal(cache.extra_maps["k_maps"].store[:], k_maps.astype(np.float32))
+        assert cache.extra_maps["k_maps"].names == EXTRA_NAMES["k_maps"]
+        np.testing.assert_array_equal(cache.fused_gt[:], data["fused_gt"])
+
+
 def test_wrong_schema_version(tmp_path: Path) -> None:
     path = write(tmp_path / "cache.h5", make_data())
     with h5py.File(path, "a") as f:
         f.attrs["schema_version"] = 0
     one_line_error(
-        path, "written by cache schema 0, this wsolbench", f"reads schema {SCHEMA_VERSION}", "re-run `wsolbench eval`"
+        path, "written by cache schema 0, this wsolbench", "reads schemas 1, 2", "re-run `wsolbench eval`"
     )
 
 
@@ -385,15 +435,15 @@ def test_bad_batches_are_rejected_before_anything_is_written(tmp_path: Path) -> 
         map_size=(H, W),
         num_classes=C,
         has_masks=True,
-        num_levels=2,
-        k_maps_shape=(3, 4, 5),
+        extra_maps={"levels": ((2, H, W), EXTRA_NAMES["levels"]), "k_maps": ((3, 4, 5), EXTRA_NAMES["k_maps"])},
     ) as writer:
         for bad, match in (
             (bad_map, r"outside \[0, 1\]"),
             (bad_box, "x1 >= x0"),
             (bad_label, r"class ids in \[0, 10\)"),
             ({**data, "masks": None}, "masks=None"),
-            ({**data, "k_maps": data["k_maps"][:, :2]}, "k_maps has shape"),
+            ({**data, "extras": {**data["extras"], "k_maps": data["extras"]["k_maps"][:, :2]}}, "k_maps has shape"),
+            ({**data, "extras": {"levels": data["extras"]["levels"]}}, "extra maps"),
         ):
             with pytest.raises(ValueError, match=match):
                 writer.write_batch(**bad)

@@ -14,8 +14,9 @@ import pytest
 import torch
 from PIL import Image
 
-from wsolbench.data import collate_samples, denormalize_image
+from wsolbench.data import collate_samples
 from wsolbench.errors import UsageError, WsolbenchError
+from wsolbench.specs import WSOLDataset
 from wsolbench_plugins.datasets import cub as cub_module
 from wsolbench_plugins.datasets._common import (
     SkippedSamplesWarning,
@@ -50,7 +51,7 @@ def make_image(path, size, box, *, fmt=None, mask_path=None):
 
 def red_box(image: torch.Tensor) -> tuple[int, int, int, int] | None:
     """Inclusive bounding box of the red pixels of a normalised ``(3, H, W)`` image."""
-    rgb = denormalize_image(image)
+    rgb = WSOLDataset().denormalize(image)
     red = (rgb[0] > 0.6) & (rgb[1] < 0.35) & (rgb[2] < 0.35)
     if not red.any():
         return None
@@ -210,7 +211,9 @@ def test_cub_missing_root_and_metadata(cub_root, tmp_path):
     message = error_of(lambda: load_cub(split="train", root=None), UsageError)
     assert "--data-root" in message
     assert "is not a folder" in error_of(lambda: load_cub(split="train", root=str(tmp_path / "nope")))
-    assert "unknown split 'val'" in error_of(lambda: load_cub(split="val", root=str(cub_root)), UsageError)
+    assert "unknown split 'valid'" in error_of(lambda: load_cub(split="valid", root=str(cub_root)), UsageError)
+    message = error_of(lambda: load_cub(split="val", root=str(cub_root)), UsageError)
+    assert "has no val split; pass holdout_per_class=N" in message and "metadata_root=PATH" in message
     # pointed one level too high
     assert f"--data-root {cub_root}" in error_of(lambda: load_cub(split="train", root=str(tmp_path)))
     (cub_root / "bounding_boxes.txt").unlink()

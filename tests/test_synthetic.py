@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from wsolbench.data import denormalize_image
 from wsolbench.errors import UsageError
 from wsolbench.plugins import PluginSet, new_plugin_manager
 from wsolbench.registry import Registry
@@ -141,7 +140,7 @@ def test_sample_contract():
     assert sample.mask.shape == (64, 64) and sample.mask.dtype == torch.uint8
     assert sample.image_id == "test/000003" and sample.label == 3
     raw = torch.from_numpy(ds.raw_image(3)).permute(2, 0, 1).float() / 255
-    assert torch.allclose(denormalize_image(sample.image), raw, atol=1e-5)
+    assert torch.allclose(ds.denormalize(sample.image), raw, atol=1e-5)
     assert ds[-1].image_id == "test/000099"
     with pytest.raises(IndexError):
         ds[100]
@@ -226,13 +225,36 @@ def test_class_balance():
 
 
 def test_splits_are_disjoint():
-    train, test = small(split="train"), small(split="test")
+    train, test, val = small(split="train"), small(split="test"), small(split="val", num_val=72)
     train_hashes = {hashlib.sha256(train.raw_image(i).tobytes()).digest() for i in range(300)}
     test_hashes = {hashlib.sha256(test.raw_image(i).tobytes()).digest() for i in range(100)}
-    assert not train_hashes & test_hashes
-    assert len(train_hashes) == 300
-    assert same_hierarchy(train.hierarchy, test.hierarchy)
-    assert len(train) == 300 and len(test) == 100
+    val_hashes = {hashlib.sha256(val.raw_image(i).tobytes()).digest() for i in range(72)}
+    assert not train_hashes & test_hashes and not val_hashes & (train_hashes | test_hashes)
+    assert len(train_hashes) == 300 and len(val_hashes) == 72
+    assert same_hierarchy(train.hierarchy, test.hierarchy) and same_hierarchy(train.hierarchy, val.hierarchy)
+    assert len(train) == 300 and len(test) == 100 and len(val) == 72
+    sample = val[5]
+    assert sample.image_id == "val/000005" and sample.label == 5 and sample.mask is not None
+    assert sample.boxes.tolist() == [mask_to_box(sample.mask.numpy()).tolist()]
+
+
+def test_val_cap_per_class_is_a_seeded_subset():
+    full = small(split="val", num_val=72)  # 36 classes x 2 items
+    capped = small(split="val", num_val=72 * 3, val_per_class=2)
+    assert len(capped) == 72 and np.bincount(capped.labels(), minlength=36).tolist() == [2] * 36
+    assert np.array_equal(capped.items, small(split="val", num_val=72 * 3, val_per_class=2).items)
+    assert not np.array_equal(capped.items, small(split="val", num_val=72 * 3, val_per_class=2, val_seed=1).items)
+    one = small(split="val", num_val=72 * 3, val_per_class=1)
+    assert set(one.items) < set(capped.items)  # a smaller cap keeps a subset
+    assert (np.diff(capped.items) > 0).all() and (capped.items < 72 * 3).all()
+    # position i shows generator item items[i]: the image of the uncapped split's item
+    i = 7
+    item = int(capped.items[i])
+    assert capped[i].image_id == f"val/{item:06d}" and capped.label(i) == item % 36
+    assert np.array_equal(capped.raw_image(i), small(split="val", num_val=72 * 3).raw_image(item))
+    assert len(small(split="val", num_val=10, val_per_class=5)) == 10  # fewer than the cap: all kept
+    assert small(split="val", num_val=72, val_per_class=0).items.tolist() == full.items.tolist()
+    assert len(small(split="test", val_per_class=1)) == 100  # the cap applies to val only
 
 
 def test_root_is_ignored():
@@ -250,7 +272,11 @@ def test_root_is_ignored():
         {"species": 0},
         {"orders": 1, "families": 1, "species": 1},
         {"species": 100},  # more species than distinct head colours
-        {"split": "val"},
+        {"split": "validation"},
+        {"num_val": 0},
+        {"val_per_class": -1},
+        {"val_per_class": 2.5},
+        {"val_seed": -3},
         {"seed": -1},
         {"seed": 1.5},
         {"num_train": 0},

@@ -60,9 +60,10 @@ def make_run(
         num_images=N,
         map_size=(S, S),
         num_classes=C,
-        num_levels=len(names) if levels else 0,
-        level_names=names if levels else None,
-        k_maps_shape=(K, 4, 4) if k_maps else None,
+        extra_maps={
+            **({"levels": ((len(names), S, S), names)} if levels else {}),
+            **({"k_maps": ((K, 4, 4), [f"k = {j + 1}" for j in range(K)])} if k_maps else {}),
+        },
     ) as writer:
         for i, item in enumerate(items):
             x0, y0, x1, y1 = item.box
@@ -76,8 +77,10 @@ def make_run(
                 fused_pred=fused[None],
                 fused_gt=fused[None],
                 boxes=[item.box[None]],
-                level_maps=np.stack([blob(x0, y0, 3 + j) for j in range(len(names))])[None] if levels else None,
-                k_maps=rng.random((1, K, 4, 4)) if k_maps else None,
+                extras={
+                    **({"levels": np.stack([blob(x0, y0, 3 + j) for j in range(len(names))])[None]} if levels else {}),
+                    **({"k_maps": rng.random((1, K, 4, 4))} if k_maps else {}),
+                },
             )
     if threshold is not None:
         (run_dir / "metrics.json").write_text(json.dumps({"cam_threshold": threshold}))

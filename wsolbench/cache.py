@@ -39,12 +39,16 @@ import h5py
 import numpy as np
 
 from wsolbench.errors import WsolbenchError
+from wsolbench.rundir import CACHE_FILENAME as _CACHE_FILENAME
 
 #: Version of the file layout this wsolbench writes and reads.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
-#: Name of a run's cache file inside its run directory.
-CACHE_FILENAME = "cache.h5"
+#: Older layouts this wsolbench still reads (schema 1: per-level and K maps under fixed names).
+READABLE_SCHEMAS = (1, 2)
+
+#: Name of a run's (test split) cache file inside its run directory (:mod:`wsolbench.rundir`).
+CACHE_FILENAME = _CACHE_FILENAME
 
 #: Config keys (dotted paths from the top of the config) that do not change results and
 #: are left out of :func:`config_hash`. A plain name (no dot) is dropped at every depth.
@@ -330,8 +334,9 @@ class CacheWriter:
         map_size: ``(H, W)`` of the fused maps (the evaluated image size).
         num_classes: Number of fine classes (columns of the logits).
         has_masks: Whether ``write_batch`` receives ``masks`` (enables PxAP).
-        num_levels: Number of per-head maps per image written with ``level_maps`` (0: none).
-        k_maps_shape: ``(K, h, w)`` of the per-image DDA maps of the GT class, or None.
+        extra_maps: The method's extra maps (:meth:`wsolbench.specs.Method.extra_maps`):
+            name -> ``((M, h, w), M titles)``; each is written per batch through ``extras``
+            and stored as uint8 under ``maps/extras/<name>``.
         store_logits: Store the full logits; default: only if ``num_classes <= 256``
             (``top5`` is always stored).
         gt_map_encoding: Encoding of ``maps/fused_gt``; default ``"float32"`` when the
@@ -349,9 +354,7 @@ class CacheWriter:
         map_size: tuple[int, int],
         num_classes: int,
         has_masks: bool = False,
-        num_levels: int = 0,
-        level_names: Sequence[str] | None = None,
-        k_maps_shape: tuple[int, int, int] | None = None,
+        extra_maps: Mapping[str, tuple[Sequence[int], Sequence[str]]] | None = None,
         store_logits: bool | None = None,
         gt_map_encoding: str | None = None,
         compression: str | None = "gzip",
@@ -363,11 +366,13 @@ class CacheWriter:
         self.map_size = (int(map_size[0]), int(map_size[1]))
         self.num_classes = int(num_classes)
         self.has_masks = bool(has_masks)
-        self.num_levels = int(num_levels)
-        self.level_names = list(level_names) if level_names is not None else [str(i) for i in range(self.num_levels)]
-        if len(self.level_names) != self.num_levels:
-            raise ValueError(f"level_names has {len(self.level_names)} names for {self.num_levels} levels")
-        self.k_maps_shape = tuple(int(v) for v in k_maps_shape) if k_maps_shape is not None else None
+        self.extra_maps = {
+            name: (tuple(int(v) for v in shape), [str(t) for t in titles])
+            for name, (shape, titles) in (extra_maps or {}).items()
+        }
+        for name, (shape, titles) in self.extra_maps.items():
+            if len(shape) != 3 or len(titles) != shape[0] or not name or "/" in name:
+                raise ValueError(f"extra map {name!r}: needs a name without '/', shape (M, h, w) and M titles")
         self.store_logits = self.num_classes <= LOGITS_MAX_CLASSES if store_logits is None else bool(store_logits)
         self.gt_map_encoding = gt_map_encoding or ("float32" if self.has_masks else "uint8")
         if self.gt_map_encoding not in _MAP_ENCODINGS:
@@ -438,16 +443,11 @@ class CacheWriter:
         for name, encoding in (("fused_pred", "uint8"), ("fused_gt", self.gt_map_encoding)):
             ds = self._dataset(f"maps/{name}", (n, h, w), encoding, chunks=(1, h, w))
             ds.attrs["encoding"] = encoding
-        if self.num_levels:
-            levels = maps.create_group("levels")
-            levels.attrs["names"] = json.dumps(self.level_names)
-            for i in range(self.num_levels):
-                ds = self._dataset(f"maps/levels/{i}", (n, h, w), np.uint8, chunks=(1, h, w))
-                ds.attrs["encoding"] = "uint8"
-                ds.attrs["name"] = self.level_names[i]
-        if self.k_maps_shape is not None:
-            ds = self._dataset("maps/k_maps", (n, *self.k_maps_shape), np.float16, chunks=(1, *self.k_maps_shape))
-            ds.attrs["encoding"] = "float16"
+        maps.create_group("extras").attrs["order"] = json.dumps(list(self.extra_maps))
+        for name, (shape, titles) in self.extra_maps.items():
+            ds = self._dataset(f"maps/extras/{name}", (n, *shape), np.uint8, chunks=(1, *shape))
+            ds.attrs["encoding"] = "uint8"
+            ds.attrs["names"] = json.dumps(titles)
         f.create_group("gt")
         self._dataset("gt/boxes", (0, 4), np.int32, chunks=(4096, 4), maxshape=(None, 4))
         offsets = self._dataset("gt/box_offsets", (n + 1,), np.int64, chunks=(min(n + 1, 4096),))
@@ -467,8 +467,7 @@ class CacheWriter:
         fused_gt: Any,
         boxes: Sequence[Any],
         masks: Any = None,
-        level_maps: Any = None,
-        k_maps: Any = None,
+        extras: Mapping[str, Any] | None = None,
     ) -> None:
         """Append one batch of ``B`` images (numpy arrays or tensors).
 
@@ -480,9 +479,7 @@ class CacheWriter:
             fused_gt: ``(B, H, W)`` normalised fused map of the ground-truth class.
             boxes: ``B`` arrays ``(M_i, 4)`` of inclusive ``x0, y0, x1, y1`` boxes.
             masks: ``(B, H, W)`` uint8 masks (required iff ``has_masks``).
-            level_maps: ``(B, L, H, W)`` or a list of ``L`` arrays ``(B, H, W)``: each
-                head's normalised map (required iff ``num_levels``).
-            k_maps: ``(B, K, h, w)`` DDA maps of the GT class (required iff ``k_maps_shape``).
+            extras: name -> ``(B, M, h, w)`` maps in [0, 1], one entry per declared extra map.
         """
         f = self._file
         if f is None:
@@ -510,16 +507,17 @@ class CacheWriter:
             "fused_pred": array("fused_pred", fused_pred, (b, h, w)),
             "fused_gt": array("fused_gt", fused_gt, (b, h, w)),
         }
-        if self.num_levels:
-            stacked = (
-                np.stack([_to_numpy(m) for m in level_maps], 1) if isinstance(level_maps, (list, tuple)) else level_maps
+        extras = dict(extras or {})
+        if set(extras) != set(self.extra_maps):
+            raise ValueError(
+                f"write_batch got extra maps {sorted(extras)}, the cache declares {sorted(self.extra_maps)}"
             )
-            stacked = array("level_maps", stacked, (b, self.num_levels, h, w))
-            maps.update({f"levels/{i}": stacked[:, i] for i in range(self.num_levels)})
+        maps.update(
+            {f"extras/{name}": array(name, extras[name], (b, *shape)) for name, (shape, _) in self.extra_maps.items()}
+        )
         for name, value in maps.items():
             _check_unit_range(name, value)
         masks = array("masks", masks, (b, h, w), np.uint8) if self.has_masks else None
-        k_maps = array("k_maps", k_maps, (b, *self.k_maps_shape), np.float16) if self.k_maps_shape else None
         if len(boxes) != b:
             raise ValueError(f"got boxes for {len(boxes)} images in a batch of {b}")
         box_arrays = [_to_numpy(bx).astype(np.int64).reshape(-1, 4) for bx in boxes]
@@ -539,8 +537,6 @@ class CacheWriter:
             f[f"maps/{name}"][start:stop] = _encode(value, self.gt_map_encoding if name == "fused_gt" else "uint8")
         if masks is not None:
             f["gt/masks"][start:stop] = masks
-        if k_maps is not None:
-            f["maps/k_maps"][start:stop] = k_maps
         flat = np.concatenate(box_arrays).astype(np.int32)
         ds = f["gt/boxes"]
         ds.resize(self._num_boxes + len(flat), axis=0)
@@ -597,6 +593,59 @@ class CacheWriter:
 
 
 @dataclass
+class ExtraMaps:
+    """One of a method's extra maps in a cache: ``store[i]`` is image i's ``(M, h, w)`` maps.
+
+    Attributes:
+        store: The ``(N, M, h, w)`` maps (:class:`MapStore` or a stacked view of v1 layers).
+        names: The ``M`` map titles.
+    """
+
+    store: Any
+    names: list[str]
+
+
+class _StackedStore:
+    """Schema-1 per-level datasets ``maps/levels/<i>`` (each ``(N, H, W)``) read as one ``(N, L, H, W)``."""
+
+    def __init__(self, stores: list[MapStore]):
+        self.stores = stores
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        n, *rest = self.stores[0].shape
+        return (n, len(self.stores), *rest)
+
+    def __len__(self) -> int:
+        return len(self.stores[0])
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        layers = [store[index] for store in self.stores]
+        return np.stack(layers, axis=1 if layers[0].ndim == 3 else 0)
+
+
+def _read_extra_maps(f: h5py.File, store: Any) -> dict[str, ExtraMaps]:
+    """The extra maps of a schema-2 cache, or the level and K maps of a schema-1 cache as extras."""
+    extras: dict[str, ExtraMaps] = {}
+    if "maps/extras" in f:
+        group = f["maps/extras"]
+        for name in json.loads(group.attrs.get("order", "[]")) or sorted(group):
+            ds = f[f"maps/extras/{name}"]
+            extras[name] = ExtraMaps(store(f"maps/extras/{name}"), json.loads(ds.attrs.get("names", "[]")))
+        return extras
+    if "maps/levels" in f:  # schema 1
+        group = f["maps/levels"]
+        count = len(group.keys())
+        raw_names = group.attrs.get("names")
+        names = json.loads(raw_names) if raw_names is not None else [str(i) for i in range(count)]
+        extras["levels"] = ExtraMaps(_StackedStore([store(f"maps/levels/{i}") for i in range(count)]), names)
+    if "maps/k_maps" in f:
+        k_maps = store("maps/k_maps")
+        extras["k_maps"] = ExtraMaps(k_maps, [f"k = {j + 1}" for j in range(k_maps.shape[1])])
+    return extras
+
+
+@dataclass
 class RunCache:
     """One run's cache, as read by :func:`read_cache`.
 
@@ -615,9 +664,7 @@ class RunCache:
         map_size: ``(H, W)``.
         fused_pred: ``(N, H, W)`` fused map of the predicted class.
         fused_gt: ``(N, H, W)`` fused map of the ground-truth class.
-        level_maps: Per head (coarse to fine), ``(N, H, W)`` maps; empty if not stored.
-        level_names: Names of ``level_maps``.
-        k_maps: ``(N, K, h, w)`` DDA maps of the GT class, or None.
+        extra_maps: The method's extra maps by name (:class:`ExtraMaps`, ``(N, M, h, w)``).
         boxes: ``N`` int32 arrays ``(M_i, 4)``, inclusive ``x0, y0, x1, y1``.
         masks: ``(N, H, W)`` uint8 masks (a :class:`MapStore` giving uint8), or None.
     """
@@ -633,9 +680,7 @@ class RunCache:
     map_size: tuple[int, int]
     fused_pred: MapStore
     fused_gt: MapStore
-    level_maps: list[MapStore]
-    level_names: list[str]
-    k_maps: MapStore | None
+    extra_maps: dict[str, ExtraMaps]
     boxes: list[np.ndarray]
     masks: MapStore | None
     _file: h5py.File | None = field(default=None, repr=False)
@@ -692,11 +737,11 @@ def _open_validated(path: Path) -> h5py.File:
         if "schema_version" not in f.attrs:
             raise _fail(path, f"not a wsolbench cache (no schema_version attribute); {REBUILD_HINT}")
         version = int(f.attrs["schema_version"])
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_SCHEMAS:
             raise _fail(
                 path,
-                f"was written by cache schema {version}, this wsolbench ({_library_version()}) reads schema "
-                f"{SCHEMA_VERSION}: {REBUILD_HINT}",
+                f"was written by cache schema {version}, this wsolbench ({_library_version()}) reads schemas "
+                f"{', '.join(map(str, READABLE_SCHEMAS))}: {REBUILD_HINT}",
             )
         if not bool(f.attrs.get("complete", False)):
             raise _fail(path, f"the write did not finish (file not marked complete); delete it and {REBUILD_HINT}")
@@ -796,15 +841,7 @@ def _read_datasets(path: Path, f: h5py.File, *, load: bool) -> RunCache:
     fused_pred, fused_gt = store("maps/fused_pred"), store("maps/fused_gt")
     check("maps/fused_pred", fused_pred.shape, (n, *map_size))
     check("maps/fused_gt", fused_gt.shape, (n, *map_size))
-    level_maps: list[MapStore] = []
-    level_names: list[str] = []
-    if "maps/levels" in f:
-        group = f["maps/levels"]
-        count = len(group.keys())
-        level_maps = [store(f"maps/levels/{i}") for i in range(count)]
-        raw_names = group.attrs.get("names")
-        level_names = json.loads(raw_names) if raw_names is not None else [str(i) for i in range(count)]
-    k_maps = store("maps/k_maps") if "maps/k_maps" in f else None
+    extra_maps = _read_extra_maps(f, store)
     masks = None
     if "gt/masks" in f:
         check("gt/masks", f["gt/masks"].shape, (n, *map_size))
@@ -822,9 +859,7 @@ def _read_datasets(path: Path, f: h5py.File, *, load: bool) -> RunCache:
         map_size=(map_size[0], map_size[1]),
         fused_pred=fused_pred,
         fused_gt=fused_gt,
-        level_maps=level_maps,
-        level_names=level_names,
-        k_maps=k_maps,
+        extra_maps=extra_maps,
         boxes=boxes,
         masks=masks,
         _file=None if load else f,

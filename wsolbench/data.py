@@ -1,4 +1,4 @@
-"""Batching of :class:`wsolbench.specs.Sample` items and the image normalisation."""
+"""Batching of :class:`wsolbench.specs.Sample` items."""
 
 from __future__ import annotations
 
@@ -8,23 +8,6 @@ import torch
 from torch import Tensor
 
 from wsolbench.specs import Sample
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def normalize_image(image: Tensor) -> Tensor:
-    """``(3, H, W)`` float image in [0, 1] -> normalised with the ImageNet mean and std."""
-    mean = torch.tensor(IMAGENET_MEAN, dtype=image.dtype).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=image.dtype).view(3, 1, 1)
-    return (image - mean) / std
-
-
-def denormalize_image(image: Tensor) -> Tensor:
-    """Inverse of :func:`normalize_image`, clamped to [0, 1]."""
-    mean = torch.tensor(IMAGENET_MEAN, dtype=image.dtype).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=image.dtype).view(3, 1, 1)
-    return (image * std + mean).clamp(0, 1)
 
 
 @dataclass

@@ -34,21 +34,30 @@ def upsample_normalized(maps: Tensor, size: tuple[int, int]) -> np.ndarray:
     return normalize_scoremap(resized.cpu().numpy()).astype(np.float32)
 
 
-def predict_batch(
-    model: WSOLModel, batch: Batch, runtime: Runtime, *, amp: bool, save_levels: bool, save_k: bool
-) -> dict[str, Any]:
-    """Run the model on one batch; maps come back at the images' resolution, normalised."""
+def normalize_each_map(maps: Tensor) -> np.ndarray:
+    """``(B, M, h, w)`` -> each ``(h, w)`` map min-max normalised to [0, 1], float32 numpy."""
+    b, m, h, w = maps.shape
+    return minmax_normalize(maps.float().reshape(b * m, h, w)).reshape(b, m, h, w).cpu().numpy()
+
+
+def predict_batch(model: WSOLModel, batch: Batch, runtime: Runtime, *, amp: bool, save_maps: bool) -> dict[str, Any]:
+    """Run the model on one batch; fused maps come back at the images' resolution, normalised.
+
+    With ``save_maps``, the method's :meth:`~wsolbench.specs.Method.extra_maps` of the
+    ground-truth classes come back too (``extras``: name -> ``(B, M, h, w)``, each map
+    normalised; ``extra_names``: name -> the ``M`` map titles).
+    """
     images = batch.images.to(runtime.device)
     labels = batch.labels.to(runtime.device)
     size = tuple(images.shape[-2:])
     with torch.no_grad(), autocast(runtime.device, amp):
         outputs = model(images)
         logits = outputs.logits[-1].float()
-        predicted = logits.argmax(1)
         gt_classes = model.targets(labels)
-        fused_pred = model.method.fuse(outputs, model.targets(predicted))
+        fused_pred = model.method.fuse(outputs, model.targets(logits.argmax(1)))
         fused_gt = model.method.fuse(outputs, gt_classes)
-    fields: dict[str, Any] = {
+        extras = model.method.extra_maps(model, outputs, gt_classes) if save_maps else {}
+    return {
         "image_ids": batch.image_ids,
         "labels": batch.labels.numpy(),
         "logits": logits.cpu().numpy(),
@@ -56,22 +65,9 @@ def predict_batch(
         "fused_gt": upsample_normalized(fused_gt, size),
         "boxes": [b.numpy() for b in batch.boxes],
         "masks": batch.masks.numpy() if batch.masks is not None else None,
+        "extras": {name: normalize_each_map(mapset.maps) for name, mapset in extras.items()},
+        "extra_names": {name: tuple(mapset.names) for name, mapset in extras.items()},
     }
-    rows = torch.arange(len(labels), device=runtime.device)
-    if save_levels:
-        fields["level_maps"] = np.stack(
-            [
-                upsample_normalized(minmax_normalize(maps[rows, cls]), size)
-                for maps, cls in zip(outputs.class_maps, gt_classes)
-            ],
-            axis=1,
-        )
-    if save_k:
-        k_maps = outputs.raw_maps[-1][rows, gt_classes[-1]].float()
-        flat = k_maps.flatten(2)
-        low, high = flat.min(2, keepdim=True).values, flat.max(2, keepdim=True).values
-        fields["k_maps"] = ((flat - low) / (high - low).clamp_min(1e-12)).view_as(k_maps).cpu().numpy()
-    return fields
 
 
 def shard_indices(size: int, runtime: Runtime) -> list[int]:
@@ -94,11 +90,8 @@ def iterate_predictions(
         pin_memory=runtime.device.type == "cuda",
     )
     model.eval()
-    save_k = evaluation["save_k_maps"] and model.head_specs[-1].k > 1
     for batch in loader:
-        yield predict_batch(
-            model, batch, runtime, amp=bool(config["amp"]), save_levels=evaluation["save_level_maps"], save_k=save_k
-        )
+        yield predict_batch(model, batch, runtime, amp=bool(config["amp"]), save_maps=evaluation.get("save_maps", True))
 
 
 def write_cache(
@@ -120,22 +113,17 @@ def write_cache(
                 pass
             return
     first = next(stream)
-    size = first["fused_gt"].shape[-2:]
-    levels = model.head_specs if config["eval"]["save_level_maps"] else []
-    names = [dataset.hierarchy.level_names[spec.label_level] for spec in levels]
     with CacheWriter(
         path,
         meta=meta,
         num_images=len(dataset),
-        map_size=size,
+        map_size=first["fused_gt"].shape[-2:],
         num_classes=dataset.hierarchy.num_classes[-1],
         has_masks=first["masks"] is not None,
-        num_levels=len(levels),
-        level_names=[f"{i}:{name}" for i, name in enumerate(names)],
-        k_maps_shape=first["k_maps"].shape[1:] if "k_maps" in first else None,
+        extra_maps={name: (maps.shape[1:], first["extra_names"][name]) for name, maps in first["extras"].items()},
     ) as writer:
         for fields in _chain(first, stream):
-            writer.write_batch(**fields)
+            writer.write_batch(**{key: value for key, value in fields.items() if key != "extra_names"})
 
 
 def _chain(first: dict[str, Any], rest: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -173,18 +161,25 @@ def gather_in_order(batches: Iterator[dict[str, Any]], steps: int, runtime: Runt
 
 def _split_rows(fields: dict[str, Any]) -> list[dict[str, Any]]:
     """A batch's fields as a list of one-image batches."""
-    count = len(fields["image_ids"])
-    return [{key: (None if value is None else value[i : i + 1]) for key, value in fields.items()} for i in range(count)]
+    return [_row(fields, i) for i in range(len(fields["image_ids"]))]
 
 
-def _merge_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """One-image batches joined into one batch (lists concatenated, arrays stacked)."""
-    merged: dict[str, Any] = {}
-    for key, value in rows[0].items():
-        if value is None:
-            merged[key] = None
-        elif isinstance(value, np.ndarray):
-            merged[key] = np.concatenate([row[key] for row in rows])
-        else:
-            merged[key] = [item for row in rows for item in row[key]]
-    return merged
+def _row(value: Any, i: int) -> Any:
+    """Image ``i`` of a batch field: arrays and lists sliced, dicts per key, tuples (titles) kept."""
+    if value is None or isinstance(value, tuple):
+        return value
+    if isinstance(value, dict):
+        return {key: _row(item, i) for key, item in value.items()}
+    return value[i : i + 1]
+
+
+def _merge_rows(rows: list[Any]) -> Any:
+    """One-image batches (or their fields) joined: lists concatenated, arrays stacked, dicts per key."""
+    first = rows[0]
+    if first is None or isinstance(first, tuple):
+        return first
+    if isinstance(first, dict):
+        return {key: _merge_rows([row[key] for row in rows]) for key in first}
+    if isinstance(first, np.ndarray):
+        return np.concatenate(rows)
+    return [item for row in rows for item in row]

@@ -15,23 +15,25 @@ LOG_FORMATS = ("auto", "bar", "plain", "json")
 class Progress:
     """Reports epochs, batches, loss, throughput and ETA.
 
+    The trainer reports the loss every ``train.log_every`` batches (a plain/JSON line each
+    time; the bar shows the latest).
+
     Args:
         log_format: ``auto`` (a bar on a TTY, plain lines otherwise), ``bar``, ``plain`` or ``json``.
         quiet: Print nothing but errors.
-        every: Plain/JSON modes print one line per this many batches (and one per epoch).
         stream: Where to print (stderr by default, so tables on stdout stay clean).
     """
 
-    def __init__(self, log_format: str = "auto", *, quiet: bool = False, every: int = 20, stream: TextIO | None = None):
+    def __init__(self, log_format: str = "auto", *, quiet: bool = False, stream: TextIO | None = None):
         self.stream = stream or sys.stderr
         if log_format == "auto":
             log_format = "bar" if self.stream.isatty() else "plain"
         self.format = log_format
         self.quiet = quiet
-        self.every = max(1, every)
         self._bar: tqdm | None = None
         self._start = 0.0
         self._seen = 0
+        self._loss: float | None = None
 
     def message(self, text: str, **fields: Any) -> None:
         """A one-off event line (run start, checkpoint, evaluation)."""
@@ -51,15 +53,23 @@ class Progress:
                 total=batches, desc=f"epoch {epoch + 1}/{epochs}", file=self.stream, leave=False, dynamic_ncols=True
             )
 
-    def step(self, batch: int, images: int, loss: float) -> None:
+    def images_per_second(self) -> float:
+        """Training throughput of the current epoch so far."""
+        return self._seen / max(time.perf_counter() - self._start, 1e-9)
+
+    def step(self, batch: int, images: int, loss: float | None) -> None:
+        """One batch done; ``loss`` is the mean loss since the last report, or None between reports."""
         self._seen += images
+        if loss is not None:
+            self._loss = loss
         if self.quiet:
             return
-        rate = self._seen / max(time.perf_counter() - self._start, 1e-9)
+        rate = self.images_per_second()
         if self._bar is not None:
-            self._bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{rate:.1f}")
+            if self._loss is not None:
+                self._bar.set_postfix(loss=f"{self._loss:.4f}", img_s=f"{rate:.1f}")
             self._bar.update(1)
-        elif (batch + 1) % self.every == 0 or batch + 1 == self._batches:
+        elif loss is not None:
             eta = (self._batches - batch - 1) * (time.perf_counter() - self._start) / (batch + 1)
             self._line(
                 "batch",

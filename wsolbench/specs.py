@@ -12,6 +12,7 @@ Conventions fixed once for the whole library:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -37,6 +38,13 @@ class FeatureLevel:
     reduction: int
 
 
+#: ``(mean, std)`` per RGB channel of the images a network expects, for inputs in [0, 1].
+Normalization = tuple[tuple[float, float, float], tuple[float, float, float]]
+
+#: The ImageNet statistics: what torchvision's and most of timm's weights expect.
+IMAGENET_NORMALIZATION: Normalization = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
 @runtime_checkable
 class Backbone(Protocol):
     """A feature extractor: ``forward(x) -> list[Tensor]``, one map per level.
@@ -44,11 +52,20 @@ class Backbone(Protocol):
     ``x`` is ``(B, 3, H, W)``; the i-th output is ``(B, feature_info[i].channels,
     H / reduction, W / reduction)`` (rounded as the network rounds). Levels go from
     shallow to deep; a method picks levels by index.
+
+    A backbone may declare ``normalization`` (:data:`Normalization`), the input mean and std
+    its weights expect (timm's ``pretrained_cfg``, the torchvision weights' transforms);
+    datasets normalise their images with it. Without it, :data:`IMAGENET_NORMALIZATION`.
     """
 
     feature_info: Sequence[FeatureLevel]
 
     def __call__(self, x: Tensor) -> list[Tensor]: ...
+
+
+def backbone_normalization(backbone: object) -> Normalization:
+    """The backbone's declared input normalisation, ImageNet's when it declares none."""
+    return getattr(backbone, "normalization", None) or IMAGENET_NORMALIZATION
 
 
 @dataclass(frozen=True)
@@ -81,6 +98,13 @@ class Hierarchy:
         table = torch.as_tensor(self.ancestors[:, level], dtype=torch.long, device=fine_labels.device)
         return table[fine_labels]
 
+    def soft_labels_at(self, fine_targets: Tensor, level: int) -> Tensor:
+        """Map soft fine targets ``(B, C_fine)`` to ``(B, C_level)``: each coarse class gets the
+        summed probability of its fine classes (rows still sum to 1)."""
+        ancestors = torch.as_tensor(self.ancestors[:, level], dtype=torch.long, device=fine_targets.device)
+        out = fine_targets.new_zeros(fine_targets.shape[0], self.num_classes[level])
+        return out.index_add_(1, ancestors, fine_targets)
+
     @classmethod
     def flat(cls, class_names: Sequence[str]) -> Hierarchy:
         """A one-level hierarchy (no parents): what a dataset without taxonomy has."""
@@ -93,7 +117,7 @@ class Sample:
     """One dataset item.
 
     Attributes:
-        image: ``(3, H, W)`` float tensor, normalised for the network.
+        image: ``(3, H, W)`` float tensor, normalised for the network (:meth:`WSOLDataset.normalize`).
         label: Fine class id.
         boxes: ``(M, 4)`` int64 tensor of inclusive ``x0, y0, x1, y1`` boxes in ``image`` pixels.
         mask: ``(H, W)`` uint8 tensor (1 object, 0 background, other values ignored) or None.
@@ -111,11 +135,23 @@ class WSOLDataset(torch.utils.data.Dataset):
     """Base class of datasets: ``__getitem__`` returns a :class:`Sample`.
 
     Subclasses set ``hierarchy`` (a :class:`Hierarchy`; :meth:`Hierarchy.flat` when the
-    data has no taxonomy) and ``has_masks``.
+    data has no taxonomy) and ``has_masks``, and pass their ``[0, 1]`` images through
+    :meth:`normalize`. The runner sets ``normalization`` to the backbone's before loading.
     """
 
     hierarchy: Hierarchy
     has_masks: bool = False
+    normalization: Normalization = IMAGENET_NORMALIZATION
+
+    def normalize(self, image: Tensor) -> Tensor:
+        """``(3, H, W)`` float image in [0, 1] -> ``(image - mean) / std`` with :attr:`normalization`."""
+        mean, std = (torch.tensor(v, dtype=image.dtype).view(3, 1, 1) for v in self.normalization)
+        return (image - mean) / std
+
+    def denormalize(self, image: Tensor) -> Tensor:
+        """Inverse of :meth:`normalize`, clamped to [0, 1] (for pictures)."""
+        mean, std = (torch.tensor(v, dtype=image.dtype).view(3, 1, 1) for v in self.normalization)
+        return (image * std + mean).clamp(0, 1)
 
     def __getitem__(self, index: int) -> Sample:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -144,13 +180,30 @@ class Outputs:
     Attributes:
         raw_maps: Per head, ``(B, C_h, K_h, h, w)``: every map of every class.
         class_maps: Per head, ``(B, C_h, h, w)``: the K maps combined into one per class.
-        logits: Per head, ``(B, C_h)``: the global average of each class map.
+        logits: Per head, ``(B, C_h)``: the class scores; the last head's are the prediction.
+        extras: Anything else a method's :meth:`Method.forward` computes for its
+            :meth:`Method.loss`, :meth:`Method.fuse` or :meth:`Method.extra_maps` (auxiliary
+            branch outputs, erased features, attention maps).
     """
 
     raw_maps: list[Tensor]
     class_maps: list[Tensor]
     logits: list[Tensor]
     extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MapSet:
+    """Per-image maps a method keeps in the cache for pictures (``wsolbench show``).
+
+    Attributes:
+        maps: ``(B, M, h, w)``, any range: the core min-max normalises each map and stores it
+            as uint8 at this resolution.
+        names: ``M`` titles, one per map (e.g. ``("k=1", "k=2")`` or the head levels).
+    """
+
+    maps: Tensor
+    names: tuple[str, ...]
 
 
 def minmax_normalize(maps: Tensor, eps: float = 1e-12) -> Tensor:
@@ -165,32 +218,103 @@ def minmax_normalize(maps: Tensor, eps: float = 1e-12) -> Tensor:
     return torch.where(span > eps, out, torch.zeros_like(out)).view_as(maps)
 
 
+def select_class_maps(class_maps: Tensor, classes: Tensor) -> Tensor:
+    """``(B, C, h, w)``, ``(B,)`` -> ``(B, h, w)``: each image's map of its class."""
+    return class_maps[torch.arange(class_maps.shape[0], device=class_maps.device), classes]
+
+
+def resize_maps(maps: Tensor, size: Sequence[int]) -> Tensor:
+    """``(B, h, w)`` -> ``(B, *size)``, bilinear (``align_corners=False``); unchanged if already that size."""
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return F.interpolate(maps[:, None], size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
+
+
+def largest_size(maps: Sequence[Tensor]) -> tuple[int, int]:
+    """The largest ``(h, w)`` (by area) among the last two dimensions of ``maps``."""
+    return tuple(max((m.shape[-2:] for m in maps), key=lambda s: s[0] * s[1]))
+
+
 class Method:
     """A WSOL method. This base class *is* CAM (Zhou et al., CVPR 2016).
 
-    Subclasses override only the stages they change; each stage's default is CAM's:
+    A method overrides only the stages it changes; each stage's default is CAM's. In the
+    order a training step calls them:
 
     * :meth:`head_specs` — which feature levels get a head, trained on which label level,
       with how many maps per class (CAM: one head on the deepest level, fine labels, K=1).
-    * :meth:`prepare_images` — a training-time batch transform (CAM: none; Hide-and-Seek
-      would hide random patches here).
-    * :meth:`combine_maps` — how the K maps of a class become its class map (mean; a
-      method may drop maps while training).
-    * :meth:`loss` — the training loss (sum of each head's cross-entropy) plus any
-      regularizer; returns named terms with the total under ``"loss"``.
-    * :meth:`fuse` — the test-time localization map from all heads' maps.
+    * :meth:`build` — called once when the model is assembled: create the method's own
+      trainable modules (``model.method_modules[name] = module``: auxiliary branches, a second
+      classifier) and change the backbone (``model.insert_after("layer3.5", module)``: a layer
+      inserted after a named submodule, for torchvision and timm backbones alike). Everything
+      created here is trained (heads' learning rate unless named in :attr:`backbone_lr_modules`)
+      and checkpointed with the model.
+    * :meth:`prepare_batch` — the training batch transform: ``(images, labels) -> (images,
+      targets)``; targets may be soft (``(B, C)`` class distributions: CutMix's mixed labels).
+    * :meth:`forward` — the model's forward pass from the backbone's features, with the
+      training targets at hand (None at test time). The default runs every head on its level
+      (:meth:`WSOLModel.forward_heads`), which calls :meth:`combine_maps` and :meth:`logits`.
+    * :meth:`loss` — named loss terms with the total under ``"loss"`` (CAM: each head's
+      cross-entropy against its label level's targets).
+    * :meth:`fuse` — the test-time localization map of given classes from the outputs.
+    * :meth:`extra_maps` — per-image maps to keep in the cache for pictures.
 
     Options are the keyword-only arguments of ``__init__`` with their defaults; they are
     the only keys a config may set under ``method.``.
+
+    Compatibility: ``prepare_images(images) -> images`` (the first contract's batch
+    transform) still works when a subclass overrides it and not :meth:`prepare_batch`, with
+    a one-time :class:`FutureWarning`.
     """
+
+    #: Names in ``model.method_modules`` (or given to ``model.insert_after``) trained at the
+    #: backbone's learning rate instead of the heads'.
+    backbone_lr_modules: tuple[str, ...] = ()
+
+    #: Where the method goes in tables (lower first; ties and unranked methods by name).
+    table_rank: float = float("inf")
 
     def head_specs(self, feature_info: Sequence[FeatureLevel], hierarchy: Hierarchy) -> list[HeadSpec]:
         """Heads to build: CAM puts one K=1 head on the deepest level, fine labels."""
         return [HeadSpec(level=len(feature_info) - 1, label_level=hierarchy.depth - 1, k=1)]
 
+    def build(self, model: Any) -> None:
+        """Create the method's modules on ``model`` (a :class:`wsolbench.model.WSOLModel`); CAM has none."""
+
+    def prepare_batch(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """Training-time transform of a batch before the forward pass.
+
+        Args:
+            images: ``(B, 3, H, W)`` normalised images.
+            labels: ``(B,)`` fine class ids.
+
+        Returns:
+            The images to train on and their targets: ``(B,)`` class ids or ``(B, C)`` soft
+            targets (rows sum to 1) over the fine classes. CAM: both unchanged.
+        """
+        if type(self).prepare_images is not Method.prepare_images:
+            _warn_renamed_once(type(self), "prepare_images", "prepare_batch(images, labels) -> (images, targets)")
+            return self.prepare_images(images), labels
+        return images, labels
+
     def prepare_images(self, images: Tensor) -> Tensor:
-        """Training-time transform of a ``(B, 3, H, W)`` batch before the forward pass."""
+        """Deprecated first-contract stage (``images -> images``); override :meth:`prepare_batch`."""
         return images
+
+    def forward(self, model: Any, features: list[Tensor], targets: Tensor | None) -> Outputs:
+        """The forward pass after the backbone.
+
+        Args:
+            model: The :class:`wsolbench.model.WSOLModel` (its ``heads``, ``head_specs``,
+                ``method_modules``, ``hierarchy``; ``model.training`` tells the mode).
+            features: The backbone's feature maps, shallow to deep.
+            targets: While training, what :meth:`prepare_batch` returned (``(B,)`` fine class
+                ids or ``(B, C)`` soft targets); None at test time (use the prediction).
+
+        Returns:
+            The outputs; the last head's logits are the model's prediction.
+        """
+        return model.forward_heads(features)
 
     def combine_maps(self, raw_maps: Tensor, *, training: bool) -> Tensor:
         """``(B, C, K, h, w)`` -> ``(B, C, h, w)``: the mean of each class's K maps."""
@@ -201,7 +325,12 @@ class Method:
         return class_maps.mean(dim=(2, 3))
 
     def loss(self, outputs: Outputs, targets: list[Tensor]) -> dict[str, Tensor]:
-        """Sum of every head's cross-entropy against its label level's targets."""
+        """Sum of every head's cross-entropy against its label level's targets.
+
+        ``targets[h]`` is head h's ``(B,)`` class ids or ``(B, C_h)`` soft targets; the
+        cross-entropy of soft targets is ``-sum_c t_c log p_c`` (so CutMix's
+        ``lam * CE(y_a) + (1 - lam) * CE(y_b)`` is the CE of the mixed target).
+        """
         terms = {
             f"ce{i}": F.cross_entropy(logits, target) for i, (logits, target) in enumerate(zip(outputs.logits, targets))
         }
@@ -213,18 +342,43 @@ class Method:
         Args:
             outputs: The model's outputs (eval mode).
             classes: Per head, ``(B,)`` class ids at that head's label level: the predicted
-                fine class and its ancestors.
+                (or ground-truth) fine class and its ancestors.
 
         Returns:
             Each head's map of its class, min-max normalised per image, resized to the
             largest head resolution and averaged over heads.
         """
-        size = max((m.shape[-2:] for m in outputs.class_maps), key=lambda s: s[0] * s[1])
-        picked = []
-        for maps, cls in zip(outputs.class_maps, classes):
-            one = maps[torch.arange(maps.shape[0], device=maps.device), cls]
-            one = minmax_normalize(one)
-            if one.shape[-2:] != size:
-                one = F.interpolate(one[:, None], size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
-            picked.append(one)
+        size = largest_size(outputs.class_maps)
+        picked = [
+            resize_maps(minmax_normalize(select_class_maps(maps, cls)), size)
+            for maps, cls in zip(outputs.class_maps, classes)
+        ]
         return torch.stack(picked).mean(0)
+
+    def extra_maps(self, model: Any, outputs: Outputs, classes: list[Tensor]) -> dict[str, MapSet]:
+        """Per-image maps of ``classes`` (the ground-truth class and its ancestors, per head)
+        to keep in the cache for pictures; the default keeps each head's map when there are
+        several heads (``"levels"``, named after their label levels)."""
+        if len(outputs.class_maps) < 2:
+            return {}
+        size = largest_size(outputs.class_maps)
+        maps = [
+            resize_maps(minmax_normalize(select_class_maps(m, c)), size) for m, c in zip(outputs.class_maps, classes)
+        ]
+        names = tuple(f"{i}:{model.hierarchy.level_names[spec.label_level]}" for i, spec in enumerate(model.head_specs))
+        return {"levels": MapSet(torch.stack(maps, dim=1), names)}
+
+
+_WARNED: set[tuple[type, str]] = set()
+
+
+def _warn_renamed_once(cls: type, old: str, new: str) -> None:
+    """One FutureWarning per class for a stage of the first contract that was renamed."""
+    if (cls, old) in _WARNED:
+        return
+    _WARNED.add((cls, old))
+    warnings.warn(
+        f"method {cls.__name__}: the stage {old!r} is deprecated, override {new} instead; it keeps working",
+        FutureWarning,
+        stacklevel=3,
+    )

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,13 +18,15 @@ from torch.utils.data import DataLoader, Sampler
 from wsolbench.config import component_options
 from wsolbench.data import collate_samples
 from wsolbench.errors import UsageError, WsolbenchError
+from wsolbench.events import EventLog
 from wsolbench.model import WSOLModel
 from wsolbench.progress import Progress
 from wsolbench.registry import Registry
+from wsolbench.rundir import CHECKPOINT_FILENAME
 from wsolbench.runtime import Runtime, autocast, seed_everything
-from wsolbench.specs import WSOLDataset
+from wsolbench.specs import WSOLDataset, backbone_normalization
 
-CHECKPOINT = "checkpoint.pt"
+CHECKPOINT = CHECKPOINT_FILENAME  # the run directory layout lives in wsolbench.rundir
 
 
 class TrainingDiverged(WsolbenchError):
@@ -49,11 +52,15 @@ def build_parts(config: dict[str, Any], registry: Registry) -> Parts:
     train_set = build_dataset(config, registry, "train")
     test_set = build_dataset(config, registry, "test")
     seed_everything(config["seed"])
-    backbone = registry.build("backbones", config["backbone"]["name"], **component_options(config, "backbone"))
+    backbone_name = config["backbone"]["name"]
+    backbone = registry.build("backbones", backbone_name, **component_options(config, "backbone"))
+    for dataset in (train_set, test_set):
+        dataset.normalization = backbone_normalization(backbone)
     head = registry.get("heads", config["head"]["name"])
     head_factory = functools.partial(head.factory, **component_options(config, "head"))
     method = registry.build("methods", config["method"]["name"], **component_options(config, "method"))
-    return Parts(WSOLModel(backbone, head_factory, method, train_set.hierarchy), train_set, test_set)
+    model = WSOLModel(backbone, head_factory, method, train_set.hierarchy, backbone_name=backbone_name)
+    return Parts(model, train_set, test_set)
 
 
 class EpochSampler(Sampler[int]):
@@ -174,21 +181,21 @@ def train_step(
     labels: torch.Tensor,
     *,
     amp: bool = False,
-) -> float | None:
-    """One SGD step on a batch; returns the loss, or None (and no update) when it is not finite.
+) -> dict[str, torch.Tensor]:
+    """One SGD step on a batch; returns the method's loss terms, detached, on the device.
 
-    ``wrapped`` is ``model`` itself or its DistributedDataParallel wrapper.
+    No host-device synchronisation: the caller checks the loss for NaN/inf when it reads
+    it (every ``train.log_every`` steps and at the epoch end). ``wrapped`` is ``model``
+    itself or its DistributedDataParallel wrapper.
     """
-    images = model.method.prepare_images(images)
+    images, targets = model.method.prepare_batch(images, labels)
     with autocast(images.device, amp):
-        loss = model.loss(wrapped(images), labels)["loss"]
-    if not torch.isfinite(loss):
-        return None
+        terms = model.loss(wrapped(images, targets), targets)
     optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
+    scaler.scale(terms["loss"]).backward()
     scaler.step(optimizer)
     scaler.update()
-    return loss.item()
+    return {name: value.detach() for name, value in terms.items()}
 
 
 def train(
@@ -205,7 +212,8 @@ def train(
 
     With ``resume``, training continues from ``run_dir/checkpoint.pt``; since the data order,
     augmentation and dropout draw from seeded generators restored with the checkpoint, a
-    resumed run ends with the same weights as an uninterrupted one.
+    resumed run ends with the same weights as an uninterrupted one. Loss terms, learning
+    rates and throughput go to TensorBoard under ``run_dir/tensorboard`` (:mod:`wsolbench.events`).
     """
     model = parts.model.to(runtime.device)
     if config["channels_last"]:
@@ -219,28 +227,86 @@ def train(
     loader = make_train_loader(parts, config, runtime)
     use_amp = bool(config["amp"])
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=use_amp and runtime.device.type == "cuda")
+    step = functools.partial(train_step, model, wrapped, optimizer, scaler, amp=use_amp)
     epochs = config["train"]["epochs"]
-    for epoch in range(start, epochs):
-        loader.sampler.epoch = epoch
-        set_epoch_learning_rate(optimizer, epoch, config)
-        wrapped.train()
-        progress.start_epoch(epoch, epochs, len(loader))
-        total, count = 0.0, 0
-        for index, batch in enumerate(loader):
-            images = batch.images.to(runtime.device, non_blocking=True)
-            if config["channels_last"]:
-                images = images.contiguous(memory_format=torch.channels_last)
-            labels = batch.labels.to(runtime.device, non_blocking=True)
-            loss = train_step(model, wrapped, optimizer, scaler, images, labels, amp=use_amp)
-            if loss is None:
-                raise TrainingDiverged(
-                    f"loss is not finite at epoch {epoch + 1}, batch {index + 1}: lower train.lr or check the data; "
-                    f"the last good checkpoint ({'epoch ' + str(epoch) if epoch else 'none yet'}) is kept in {run_dir}"
-                )
-            total, count = total + loss, count + 1
-            progress.step(index, len(batch.image_ids) * runtime.world_size, loss)
-        progress.end_epoch(loss=round(total / max(count, 1), 5))
-        if runtime.is_main:
-            save_checkpoint(checkpoint, model, optimizer, epoch + 1, config_hash)
-        if runtime.distributed:
-            torch.distributed.barrier()
+    with EventLog(run_dir, enabled=runtime.is_main) as events:
+        for epoch in range(start, epochs):
+            loader.sampler.epoch = epoch
+            set_epoch_learning_rate(optimizer, epoch, config)
+            wrapped.train()
+            progress.start_epoch(epoch, epochs, len(loader))
+            mean_loss = _train_epoch(step, loader, epoch, config, runtime, run_dir, progress, events, optimizer)
+            progress.end_epoch(loss=round(mean_loss, 5))
+            if runtime.is_main:
+                save_checkpoint(checkpoint, model, optimizer, epoch + 1, config_hash)
+            if runtime.distributed:
+                torch.distributed.barrier()
+
+
+def _train_epoch(
+    step: Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]],
+    loader: DataLoader,
+    epoch: int,
+    config: dict[str, Any],
+    runtime: Runtime,
+    run_dir: Path,
+    progress: Progress,
+    events: EventLog,
+    optimizer: torch.optim.Optimizer,
+) -> float:
+    """One epoch of ``step`` over ``loader``; the epoch's mean loss.
+
+    The loss terms stay on the device; every ``train.log_every`` batches (and at the last)
+    their window means are read once, checked for NaN/inf and logged.
+    """
+    log_every = config["train"]["log_every"]
+    epoch_terms, window = TermSums(), TermSums()
+    for index, batch in enumerate(loader):
+        images = batch.images.to(runtime.device, non_blocking=True)
+        if config["channels_last"]:
+            images = images.contiguous(memory_format=torch.channels_last)
+        terms = step(images, batch.labels.to(runtime.device, non_blocking=True))
+        epoch_terms.add(terms)
+        window.add(terms)
+        logged = None
+        if (index + 1) % log_every == 0 or index + 1 == len(loader):
+            logged = window.means()
+            _check_finite(logged, epoch, index, window.count, run_dir)
+            window = TermSums()
+            global_step = epoch * len(loader) + index + 1
+            events.scalars("loss", logged, global_step)
+            events.scalars("lr", {f"group{i}": g["lr"] for i, g in enumerate(optimizer.param_groups)}, global_step)
+            events.scalars("throughput", {"img_per_s": progress.images_per_second()}, global_step)
+        progress.step(index, len(batch.image_ids) * runtime.world_size, logged["loss"] if logged else None)
+    return epoch_terms.means().get("loss", float("nan"))
+
+
+class TermSums:
+    """Loss terms summed on the device over steps, read (one synchronisation) as means."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+
+    def add(self, terms: dict[str, torch.Tensor]) -> None:
+        for name, value in terms.items():
+            value = value.float()
+            self.sums[name] = self.sums[name] + value if name in self.sums else value.clone()
+        self.count += 1
+
+    def means(self) -> dict[str, float]:
+        """Per-term mean over the steps added (NaN or inf when a step's term was)."""
+        if not self.sums:
+            return {}
+        values = torch.stack(list(self.sums.values())).cpu().tolist()
+        return {name: value / self.count for name, value in zip(self.sums, values)}
+
+
+def _check_finite(means: dict[str, float], epoch: int, index: int, window: int, run_dir: Path) -> None:
+    if math.isfinite(means["loss"]):
+        return
+    first = index + 2 - window
+    raise TrainingDiverged(
+        f"loss is not finite at epoch {epoch + 1}, batches {first}-{index + 1}: lower train.lr or check the data; "
+        f"the last good checkpoint ({'epoch ' + str(epoch) if epoch else 'none yet'}) is kept in {run_dir}"
+    )

@@ -5,10 +5,10 @@ Per run, in ``out/<run name>/``:
 * ``overlays.png`` (Fig. 9): the fused map of the predicted class over the image, the
   ground-truth box(es) in yellow and the predicted box in red (largest region of that map
   at the run's CAM threshold, the box of ``loc_err_top1``), with its IoU in the title.
-* ``levels.png`` (Fig. 5), when the cache holds level maps: each hierarchy level's map
-  (of the ground-truth class's ancestor) side by side, then the fused map.
-* ``k_maps.png`` (Fig. 7), when the cache holds the DDA maps: the K discrepant maps of the
-  ground-truth class side by side.
+* ``<name>.png`` for each extra map the method keeps in the cache
+  (:meth:`wsolbench.specs.Method.extra_maps`), its maps side by side then the fused map:
+  ``levels.png`` (DANet's Fig. 5: each head's map of the ground-truth class's ancestor) for
+  every multi-head method, ``k_maps.png`` (Fig. 7: the K discrepant maps) for DDA's family.
 
 For all runs together, in ``out/``:
 
@@ -98,7 +98,7 @@ def write_pictures(
 
     Args:
         run_dirs: Run directories (or their ``cache.h5`` files).
-        out: Output folder: ``out/<run name>/{overlays,levels,k_maps}.png`` per run and
+        out: Output folder: ``out/<run name>/overlays.png`` and one ``<extra map>.png`` per run and
             ``out/{iou_histogram,maxboxacc_curve}.png`` comparing the runs.
         n: Images drawn at random per run when ``ids`` is not given (fewer if the run has fewer).
         ids: Draw these image ids (in this order) instead; each must be in every run.
@@ -136,10 +136,8 @@ def write_pictures(
             folder = out / run.name
             folder.mkdir(parents=True, exist_ok=True)
             written.append(_save(_overlays_figure(run), folder / "overlays.png"))
-            if run.cache.level_maps:
-                written.append(_save(_levels_figure(run), folder / "levels.png"))
-            if run.cache.k_maps is not None:
-                written.append(_save(_k_maps_figure(run), folder / "k_maps.png"))
+            for name in run.cache.extra_maps:
+                written.append(_save(_extra_maps_figure(run, name), folder / f"{name}.png"))
         out.mkdir(parents=True, exist_ok=True)
         written.append(_save(_histogram_figure(runs), out / "iou_histogram.png"))
         written.append(_save(_curve_figure(runs), out / "maxboxacc_curve.png"))
@@ -305,7 +303,7 @@ def _load_images(cache: RunCache, indices: Sequence[int]) -> tuple[list[np.ndarr
                     f"no images (dataset {name!r} item {i} is {sample.image_id!r}, the cache's {cache.image_ids[i]!r})"
                 )
             raw = getattr(dataset, "raw_image", None)
-            image = np.asarray(raw(i)) if callable(raw) else _tensor_to_uint8(sample.image)
+            image = np.asarray(raw(i)) if callable(raw) else _tensor_to_uint8(dataset.denormalize(sample.image))
             images.append(_fit(image, cache.map_size))
     except Exception as error:  # pictures must work from the cache alone: say why and go on
         return None, f"no images (dataset {name!r} cannot be built: {_first_line(error)})"
@@ -313,9 +311,8 @@ def _load_images(cache: RunCache, indices: Sequence[int]) -> tuple[list[np.ndarr
 
 
 def _tensor_to_uint8(image: Any) -> np.ndarray:
-    from wsolbench.data import denormalize_image
-
-    rgb = denormalize_image(image.detach().cpu().float()).permute(1, 2, 0).numpy()
+    """``(3, H, W)`` image in [0, 1] -> ``(H, W, 3)`` uint8."""
+    rgb = image.detach().cpu().float().permute(1, 2, 0).numpy()
     return np.rint(rgb * 255.0).astype(np.uint8)
 
 
@@ -558,36 +555,25 @@ def _map_rows_figure(run: _Run, columns: list[tuple[str, Any]], title: str) -> A
     return grid.fig
 
 
-def _levels_figure(run: _Run) -> Any:
-    """Fig. 5: each hierarchy level's map side by side, then the fused map (GT class)."""
-    cache, picked = run.cache, run.picked
-    names = [cache.level_names[i] if i < len(cache.level_names) else str(i) for i in range(len(cache.level_maps))]
-    columns = [(_level_title(i, names[i]), store[picked]) for i, store in enumerate(cache.level_maps)]
-    columns.append(("fused (GT class)", cache.fused_gt[picked]))
-    return _map_rows_figure(run, columns, "maps of the ground-truth class's ancestor at each level (coarse to fine)")
+def _extra_maps_figure(run: _Run, name: str) -> Any:
+    """One of the method's extra maps (e.g. DANet's per-level maps, Fig. 5, or its K maps, Fig. 7),
+    map by map side by side, then the fused map of the ground-truth class."""
+    extra, picked = run.cache.extra_maps[name], run.picked
+    maps = extra.store[picked]  # (n, M, h, w)
+    columns = [(_map_title(j, title), maps[:, j]) for j, title in enumerate(extra.names)]
+    columns.append(("fused (GT class)", run.cache.fused_gt[picked]))
+    h, w = maps.shape[-2:]
+    return _map_rows_figure(
+        run, columns, f"{name}: the method's maps of the ground-truth class ({h}x{w}, each min-max normalised)"
+    )
 
 
-def _level_title(index: int, name: str) -> str:
-    """``"1:family"`` (the runner's names) -> ``"level 1: family"``; other names kept as they are."""
+def _map_title(index: int, name: str) -> str:
+    """``"1:family"`` (a level's name) -> ``"level 1: family"``; other names kept as they are."""
     head, sep, rest = str(name).partition(":")
     if sep and head.strip().isdigit() and rest.strip():
         return f"level {head.strip()}: {rest.strip()}"
-    return f"level {index}: {name}" if str(name) != str(index) else f"level {index}"
-
-
-def _k_maps_figure(run: _Run) -> Any:
-    """Fig. 7: the K discrepant maps of the ground-truth class, then the fused map."""
-    cache, picked = run.cache, run.picked
-    k_maps = cache.k_maps[picked]  # (n, K, h, w)
-    columns = [(f"k = {j + 1}", k_maps[:, j]) for j in range(k_maps.shape[1])]
-    columns.append(("fused (GT class)", cache.fused_gt[picked]))
-    h, w = k_maps.shape[-2:]
-    return _map_rows_figure(
-        run,
-        columns,
-        f"the {k_maps.shape[1]} maps of the ground-truth class ({h}x{w}, "
-        "each min-max normalised, upsampled bilinearly)",
-    )
+    return str(name) or str(index)
 
 
 # --------------------------------------------------------------------------------------

@@ -4,7 +4,10 @@
 * collecting bad samples (:class:`Problems`): an error naming the file, line and fix, or
   with ``skip_bad=True`` a skip that is recorded in ``dataset.skipped`` and announced
   by one warning line;
-* opening images and masks with errors that name the file;
+* opening images and masks with errors that name the file, and combining instance masks
+  with an ignore mask (:func:`open_instance_masks`);
+* the seeded per-class choice that caps ``val`` (``val_per_class``) and that holds images
+  out of a split (:func:`per_class_subset`);
 * the transforms of the paper (Xue et al., ICCV 2019, following CAM), applied to the
   image, its boxes and its mask together (:func:`transform_sample`);
 * :class:`BoxDataset`, the :class:`~wsolbench.specs.WSOLDataset` all three loaders return;
@@ -29,12 +32,14 @@ import torch
 import yaml
 from PIL import Image
 
-from wsolbench.data import normalize_image
 from wsolbench.errors import UsageError, WsolbenchError
 from wsolbench.specs import Hierarchy, Sample, WSOLDataset
 
 #: How many skipped ids the warning line lists before eliding the rest.
 MAX_LISTED_IDS = 10
+
+#: The value loaders give the ignored pixels of a ``Sample.mask`` (PxAP counts only 0 and 1).
+MASK_IGNORE = 255
 
 
 class SkippedSamplesWarning(UserWarning):
@@ -49,8 +54,18 @@ def one_line(text: object) -> str:
 # --------------------------------------------------------------------------- options
 
 
-def check_options(name: str, *, split: str, splits: Sequence[str], resize: int, crop: int) -> None:
-    """Raise a :class:`UsageError` for an unknown split or impossible sizes."""
+def check_options(
+    name: str,
+    *,
+    split: str,
+    splits: Sequence[str],
+    resize: int,
+    crop: int,
+    val_per_class: int | None = None,
+    val_seed: int = 0,
+) -> None:
+    """Raise a :class:`UsageError` for an unknown split, impossible sizes or a bad ``val`` cap."""
+    check_val_cap(f"dataset {name!r}", val_per_class, val_seed)
     if split not in splits:
         raise UsageError(f"dataset {name!r}: unknown split {split!r}; choose one of: {', '.join(splits)}")
     if int(crop) < 1 or int(resize) < 1:
@@ -60,6 +75,38 @@ def check_options(name: str, *, split: str, splits: Sequence[str], resize: int, 
             f"dataset {name!r}: resize={resize} is smaller than crop={crop}; training crops crop x crop "
             "out of the resize x resize image, so set resize >= crop"
         )
+
+
+def check_val_cap(who: str, val_per_class: int | None, val_seed: int) -> None:
+    """``val_per_class`` must be None or an integer >= 0, ``val_seed`` an integer >= 0.
+
+    ``who`` starts the error message (``"dataset 'cub'"``).
+    """
+    for option, value in (("val_per_class", val_per_class), ("val_seed", val_seed)):
+        if value is None and option == "val_per_class":
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise UsageError(
+                f"{who}: {option}={value!r} must be an integer >= 0"
+                + (" (0 or unset: every val image)" if option == "val_per_class" else "")
+            )
+
+
+def per_class_subset(labels: Sequence[int] | np.ndarray, per_class: int, seed: int, *, leave: int = 0) -> np.ndarray:
+    """Positions (ascending) of at most ``per_class`` items of every label, chosen at random.
+
+    The choice of a class is a permutation seeded by ``(seed, label)`` alone, so it does not
+    depend on the other classes, and a smaller ``per_class`` keeps a subset of what a larger
+    one keeps. A class with fewer items keeps them all, less ``leave`` of them (items that
+    must stay out of the subset). Labels must be >= 0.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    keep = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(label)]))
+        keep.append(members[rng.permutation(len(members))[: max(0, min(per_class, len(members) - leave))]])
+    return np.sort(np.concatenate(keep)) if keep else np.zeros(0, dtype=np.int64)
 
 
 def require_root(name: str, root: str | os.PathLike | None, what: str) -> Path:
@@ -121,6 +168,11 @@ class Record:
         box_source: File the boxes come from; ``box_lines``: the line of each box.
         size: ``(width, height)`` the metadata claims, if any.
         mask: Mask image relative to ``root`` (same size as the image), if any.
+        instance_masks: Instance mask images relative to ``root`` (nonzero = object), OR-ed
+            into the sample's mask; the boxes then come from them (see :func:`open_instance_masks`).
+        ignore_mask: With ``instance_masks``: an image whose nonzero pixels outside every
+            instance are ignored (:data:`MASK_IGNORE`).
+        mask_where: ``"file:line"`` listing each instance mask.
     """
 
     image_id: str
@@ -133,6 +185,9 @@ class Record:
     box_lines: tuple[int, ...] = ()
     size: tuple[int, int] | None = None
     mask: str | None = None
+    instance_masks: tuple[str, ...] = ()
+    ignore_mask: str | None = None
+    mask_where: tuple[str, ...] = ()
 
     @property
     def path(self) -> Path:
@@ -281,17 +336,23 @@ def open_image(path: Path, where: str) -> Image.Image:
         ) from None
 
 
-def open_mask(path: Path, where: str, size: tuple[int, int]) -> np.ndarray:
-    """A mask file as a ``(H, W)`` uint8 array: 0 background, 1 object (255 is read as 1), other values ignore."""
+def read_mask_file(path: Path, where: str, size: tuple[int, int] | None = None) -> np.ndarray:
+    """A mask image as a ``(H, W)`` uint8 array of its grey values; a missing or corrupt file is a one-line error.
+
+    Args:
+        path: The mask file.
+        where: ``"file:line"`` listing it (for messages).
+        size: ``(width, height)`` it must have (None: any).
+    """
     try:
         with Image.open(path) as image:
             image.load()
-            if image.size != size:
+            if size is not None and image.size != size:
                 raise WsolbenchError(
                     f"{path}: mask is {image.size[0]}x{image.size[1]} but its image is {size[0]}x{size[1]} "
                     f"(listed at {where}); masks must have the image's size"
                 )
-            array = np.array(image.convert("L"), dtype=np.uint8)
+            return np.array(image.convert("L"), dtype=np.uint8)
     except FileNotFoundError:
         raise WsolbenchError(
             f"{path}: mask file is missing (listed at {where}); restore it or remove the mask"
@@ -300,8 +361,82 @@ def open_mask(path: Path, where: str, size: tuple[int, int]) -> np.ndarray:
         raise WsolbenchError(
             f"{path}: cannot decode mask ({one_line(error)}) (listed at {where}); re-export it"
         ) from None
+
+
+def open_mask(path: Path, where: str, size: tuple[int, int]) -> np.ndarray:
+    """A mask file as a ``(H, W)`` uint8 array: 0 background, 1 object (255 is read as 1), other values ignore."""
+    array = read_mask_file(path, where, size)
     array[array == 255] = 1
     return array
+
+
+def mask_to_box(mask: np.ndarray) -> np.ndarray:
+    """Inclusive ``x0, y0, x1, y1`` (int64) of the nonzero pixels of a non-empty mask."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    return np.array([cols[0], rows[0], cols[-1], rows[-1]], dtype=np.int64)
+
+
+def _binary_at(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``array > 0`` as a bool mask of ``size = (w, h)``, resized nearest-neighbour if needed."""
+    binary = array > 0
+    if binary.shape != (size[1], size[0]):
+        resized = Image.fromarray(binary.view(np.uint8)).resize(size, Image.NEAREST)
+        binary = np.asarray(resized).astype(bool)
+    return binary
+
+
+def open_instance_masks(record: Record, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The record's instance masks combined into one ``Sample.mask``, and a box per instance.
+
+    As wsolevaluation's ``get_mask``: a pixel is object (1) if it is nonzero in any instance
+    mask; it is ignored (:data:`MASK_IGNORE`) if it is nonzero in the ignore mask and in no
+    instance; else background (0). A mask of another size than the image is first resized
+    to it (nearest neighbour), as the reference resizes every mask on its own.
+
+    Returns:
+        ``(H, W)`` uint8 mask at the image's ``size = (w, h)``, and the ``(M, 4)`` inclusive
+        boxes around the object pixels of each non-empty instance (a wsolbench addition: the
+        box metrics need boxes; :func:`load_record` uses them when the record has none).
+
+    Raises:
+        WsolbenchError: a mask is missing or corrupt, or no instance has an object pixel.
+    """
+    union = np.zeros((size[1], size[0]), dtype=bool)
+    boxes = []
+    for rel, where in zip(record.instance_masks, record.mask_where, strict=True):
+        instance = _binary_at(read_mask_file(record.root / rel, where), size)
+        if instance.any():
+            union |= instance
+            boxes.append(mask_to_box(instance))
+    if not boxes:
+        raise WsolbenchError(
+            f"{record.where}: no instance mask of image {record.image_id!r} has an object pixel "
+            f"({', '.join(record.mask_where)}); fix the masks or remove the image"
+        )
+    mask = union.astype(np.uint8)
+    if record.ignore_mask:
+        ignore = _binary_at(read_mask_file(record.root / record.ignore_mask, record.mask_where[0]), size)
+        mask[ignore & ~union] = MASK_IGNORE
+    return mask, boxes_array(boxes)
+
+
+def load_record(record: Record) -> tuple[Image.Image, np.ndarray, np.ndarray | None]:
+    """The record's decoded image, boxes and mask (None without one), in original pixels.
+
+    Raises:
+        WsolbenchError: a missing or corrupt file, a size that differs from the metadata's,
+            a box outside the image.
+    """
+    image = open_image(record.path, record.where)
+    problem = check_record_image(record, image.size)
+    if problem:
+        raise WsolbenchError(problem)
+    if record.instance_masks:
+        mask, boxes = open_instance_masks(record, image.size)
+        return image, record.boxes if len(record.boxes) else boxes, mask
+    mask = open_mask(record.mask_path, record.where, image.size) if record.mask else None
+    return image, record.boxes, mask
 
 
 def check_record_image(record: Record, image_size: tuple[int, int]) -> str | None:
@@ -324,14 +459,9 @@ def verify_records(records: Sequence[Record], problems: Problems) -> None:
         if record.image_id in problems:
             continue
         try:
-            image = open_image(record.path, record.where)
-            problem = check_record_image(record, image.size)
-            if problem is None and record.mask_path is not None:
-                open_mask(record.mask_path, record.where, image.size)
+            load_record(record)
         except WsolbenchError as error:
-            problem = str(error)
-        if problem:
-            problems.add(record.image_id, problem)
+            problems.add(record.image_id, str(error))
 
 
 # --------------------------------------------------------------------------- transforms
@@ -380,9 +510,9 @@ def flip_boxes(boxes: np.ndarray, width: int) -> np.ndarray:
 
 
 def image_to_tensor(image: Image.Image) -> torch.Tensor:
-    """RGB PIL image -> ``(3, H, W)`` float tensor normalised with the ImageNet statistics."""
+    """RGB PIL image -> ``(3, H, W)`` float tensor in [0, 1] (the dataset normalises it)."""
     array = np.asarray(image, dtype=np.float32) / 255.0
-    return normalize_image(torch.from_numpy(array).permute(2, 0, 1).contiguous())
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
 def transform_sample(
@@ -405,7 +535,7 @@ def transform_sample(
     global RNG, so DataLoader worker seeding makes them reproducible.
 
     Returns:
-        ``(3, crop, crop)`` normalised image, ``(M, 4)`` int64 boxes, ``(crop, crop)`` uint8
+        ``(3, crop, crop)`` image in [0, 1], ``(M, 4)`` int64 boxes, ``(crop, crop)`` uint8
         mask or None.
     """
     width, height = image.size
@@ -464,7 +594,7 @@ class BoxDataset(WSOLDataset):
         self.resize = int(resize)
         self.crop = int(crop)
         self.skipped = dict(skipped or {})
-        self.has_masks = bool(records) and all(r.mask for r in records)
+        self.has_masks = bool(records) and all(r.mask or r.instance_masks for r in records)
 
     @property
     def train(self) -> bool:
@@ -492,19 +622,21 @@ class BoxDataset(WSOLDataset):
     def __getitem__(self, index: int) -> Sample:
         record = self.records[index]
         try:
-            image = open_image(record.path, record.where)
-            problem = check_record_image(record, image.size)
-            if problem:
-                raise WsolbenchError(problem)
-            mask = open_mask(record.mask_path, record.where, image.size) if record.mask else None
+            image, boxes, mask = load_record(record)
         except WsolbenchError as error:
             raise WsolbenchError(
                 f"{error}; or set skip_bad=true to check every image up front and skip bad ones"
             ) from None
         tensor, boxes, mask_tensor = transform_sample(
-            image, record.boxes, mask, train=self.train, resize=self.resize, crop=self.crop
+            image, boxes, mask, train=self.train, resize=self.resize, crop=self.crop
         )
-        return Sample(image=tensor, label=int(record.label), boxes=boxes, mask=mask_tensor, image_id=record.image_id)
+        return Sample(
+            image=self.normalize(tensor),
+            label=int(record.label),
+            boxes=boxes,
+            mask=mask_tensor,
+            image_id=record.image_id,
+        )
 
     def __repr__(self) -> str:
         return (
@@ -609,10 +741,15 @@ def finish_dataset(
     crop: int,
     skip_bad: bool,
     verify_images: bool | None,
+    val_per_class: int | None = None,
+    val_seed: int = 0,
 ) -> BoxDataset:
     """Decode the images if asked (``verify_images``), then raise on or skip (``skip_bad``)
-    every recorded problem, and build the dataset from the remaining records."""
+    every recorded problem, cap ``val`` at ``val_per_class`` images per class (a seeded
+    :func:`per_class_subset` of the good records), and build the dataset."""
     if resolve_verify(skip_bad, verify_images):
         verify_records(records, problems)
     records, skipped = problems.finish(records, skip_bad)
+    if split == "val" and val_per_class:
+        records = [records[i] for i in per_class_subset([r.label for r in records], val_per_class, val_seed)]
     return BoxDataset(name, split, records, hierarchy, resize=resize, crop=crop, skipped=skipped)

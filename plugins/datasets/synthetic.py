@@ -17,7 +17,9 @@ Images are generated on the fly from ``np.random.default_rng`` seeded with
 ``(dataset seed, split, index)``: any item is reproducible on its own (DataLoader workers
 are fine) and bit-identical on every machine (see :mod:`wsolbench_plugins.datasets._shapes`).
 The class -> appearance tables depend only on the hierarchy sizes, never on the seed, so
-train and test share classes while their images come from disjoint seed streams.
+train, val and test share classes while their images come from disjoint seed streams.
+``val`` (train-fullsup: boxes and masks, for choosing hyperparameters and the CAM threshold)
+has its own stream, so no val image is a train or test image.
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ import numpy as np
 import torch
 
 from wsolbench import hookimpl
-from wsolbench.data import normalize_image
 from wsolbench.errors import UsageError
 from wsolbench.specs import Hierarchy, Sample, WSOLDataset
+from wsolbench_plugins.datasets._common import check_val_cap, mask_to_box, per_class_subset
 from wsolbench_plugins.datasets._shapes import (
     BODY_SHAPES,
     TEXTURES,
@@ -44,7 +46,7 @@ from wsolbench_plugins.datasets._shapes import (
 )
 
 #: Split name -> the number mixed into every item's seed (disjoint streams per split).
-SPLITS = {"train": 0, "test": 1}
+SPLITS = {"train": 0, "test": 1, "val": 2}
 
 #: Bumped whenever the generator's output changes (also part of every item's seed).
 GENERATOR_VERSION = 1
@@ -293,19 +295,15 @@ class Renderer:
         return image, mask, head
 
 
-def mask_to_box(mask: np.ndarray) -> np.ndarray:
-    """Inclusive ``x0, y0, x1, y1`` (int64) of the nonzero pixels of a non-empty mask."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    return np.array([cols[0], rows[0], cols[-1], rows[-1]], dtype=np.int64)
-
-
 class SyntheticDataset(WSOLDataset):
     """The generated dataset of one split (see the module docstring).
 
     Items are generated on access and not cached: a 64 px item takes about 0.4 ms (a small
     fraction of a training step, hidden by DataLoader workers), while a cache would hold
     ~130 MB per 8000 items in every worker process. There is no augmentation.
+
+    Positions (``dataset[i]``) map to generator items (``items[i]``, the number in the
+    image id); they are the same unless ``val_per_class`` picked a subset of ``val``.
     """
 
     has_masks = True
@@ -322,10 +320,12 @@ class SyntheticDataset(WSOLDataset):
         species: int,
         distractors: int,
         noise: int,
+        items: np.ndarray | None = None,
     ):
         self.split = split
         self.seed = seed
-        self.length = length
+        self.items = np.arange(length, dtype=np.int64) if items is None else np.asarray(items, dtype=np.int64)
+        self.length = len(self.items)
         self.image_size = image_size
         self.taxonomy = build_taxonomy(orders, families, species)
         self.hierarchy = self.taxonomy.hierarchy()
@@ -335,12 +335,12 @@ class SyntheticDataset(WSOLDataset):
         return self.length
 
     def label(self, index: int) -> int:
-        """Fine label of item ``index``: ``index % num_classes`` (exactly balanced classes)."""
-        return index % self.taxonomy.num_species
+        """Fine label at position ``index``: its item number ``% num_classes`` (exactly balanced classes)."""
+        return int(self.items[index]) % self.taxonomy.num_species
 
     def labels(self) -> np.ndarray:
         """All fine labels of the split, without generating images."""
-        return np.arange(self.length) % self.taxonomy.num_species
+        return self.items % self.taxonomy.num_species
 
     def rng(self, index: int) -> np.random.Generator:
         """The generator of item ``index``, seeded by (version, dataset seed, split, index)."""
@@ -364,7 +364,7 @@ class SyntheticDataset(WSOLDataset):
             raise UsageError(f"synthetic: ablate must be None, 'head' or 'body', got {ablate!r}")
         index = self._check_index(index)
         label = self.label(index)
-        image, mask, head = self.renderer.render(self.rng(index), label, ablate)
+        image, mask, head = self.renderer.render(self.rng(int(self.items[index])), label, ablate)
         return SyntheticItem(image, mask.astype(np.uint8), head.astype(np.uint8), mask_to_box(mask), label)
 
     def raw_image(self, index: int) -> np.ndarray:
@@ -376,11 +376,11 @@ class SyntheticDataset(WSOLDataset):
         item = self.generate(index)
         image = torch.from_numpy(item.image).permute(2, 0, 1).float().div_(255.0)
         return Sample(
-            image=normalize_image(image),
+            image=self.normalize(image),
             label=item.label,
             boxes=torch.from_numpy(item.box).view(1, 4),
             mask=torch.from_numpy(item.mask),
-            image_id=f"{self.split}/{index:06d}",
+            image_id=f"{self.split}/{int(self.items[index]):06d}",
         )
 
 
@@ -400,32 +400,40 @@ def synthetic(
     seed: int = 0,
     num_train: int = 8000,
     num_test: int = 1000,
+    num_val: int = 500,
     image_size: int = 64,
     orders: int = 4,
     families: int = 3,
     species: int = 3,
     distractors: int = 6,
     noise: int = 10,
+    val_per_class: int | None = None,
+    val_seed: int = 0,
 ) -> SyntheticDataset:
     """Generated objects whose species is told only by a small head (needs no download).
 
     Args:
-        split: ``"train"`` or ``"test"`` (disjoint seed streams).
+        split: ``"train"``, ``"val"`` or ``"test"`` (disjoint seed streams).
         root: Ignored (nothing is read from disk); accepted like every dataset's ``root``.
         seed: Dataset seed; the same seed gives bit-identical items on every machine.
-        num_train, num_test: Number of images of each split.
+        num_train, num_test, num_val: Number of images of each split.
         image_size: Side of the square images in pixels (>= 32).
         orders, families, species: Hierarchy sizes: orders, families per order, species
             per family (``orders * families * species`` fine classes).
         distractors: Maximum number of clutter shapes per image (between half that and it).
         noise: Amplitude of the uniform per-pixel noise (0..255 scale).
+        val_per_class: Keep at most this many ``val`` images per class (a seeded choice among
+            the ``num_val`` items; None or 0: all).
+        val_seed: Seed of that choice.
     """
     del root  # nothing on disk
+    check_val_cap("synthetic", val_per_class, val_seed)
     if split not in SPLITS:
         raise UsageError(f"synthetic: unknown split {split!r}; use one of: {', '.join(SPLITS)}")
     seed = _check_int("seed", seed, 0)
     num_train = _check_int("num_train", num_train, 1)
     num_test = _check_int("num_test", num_test, 1)
+    num_val = _check_int("num_val", num_val, 1)
     image_size = _check_int("image_size", image_size, 32, 1024)
     orders = _check_int("orders", orders, 1, MAX_ORDERS)
     families = _check_int("families", families, 1, MAX_FAMILIES)
@@ -439,7 +447,10 @@ def synthetic(
         raise UsageError(
             f"synthetic: {total} species is too many for distinct head colours (max {MAX_HEAD_COLOURS**2})"
         )
-    length = num_train if split == "train" else num_test
+    length = {"train": num_train, "val": num_val, "test": num_test}[split]
+    items = None
+    if split == "val" and val_per_class:
+        items = per_class_subset(np.arange(length) % total, val_per_class, val_seed)
     return SyntheticDataset(
         split=split,
         seed=seed,
@@ -450,6 +461,7 @@ def synthetic(
         species=species,
         distractors=distractors,
         noise=noise,
+        items=items,
     )
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from torch import Tensor
 
 from wsolbench import hookimpl
 from wsolbench.errors import UsageError
-from wsolbench.specs import Outputs
-from wsolbench_plugins.methods._common import check_int, joint_divergence, level_divergence, random_subset
+from wsolbench.specs import MapSet, Outputs
+from wsolbench_plugins.methods._common import check_int, gt_maps, joint_divergence, level_divergence, random_subset
 from wsolbench_plugins.methods.multiloss import MultiLoss
 
 SCOPES = ("level", "joint")
@@ -77,6 +78,12 @@ class DDA(MultiLoss):
         if self.scope == "joint":
             return joint_divergence(raw_maps, targets)
         return level_divergence(raw_maps, targets)
+
+    def extra_maps(self, model: Any, outputs: Outputs, classes: list[Tensor]) -> dict[str, MapSet]:
+        """The per-head maps, plus the deepest head's K maps of the class (``"k_maps"``, the paper's Fig. 7)."""
+        k_maps = gt_maps(outputs.raw_maps[-1], classes[-1])
+        names = tuple(f"k = {j + 1}" for j in range(k_maps.shape[1]))
+        return {**super().extra_maps(model, outputs, classes), "k_maps": MapSet(k_maps, names)}
 
     def loss(self, outputs: Outputs, targets: list[Tensor]) -> dict[str, Tensor]:
         terms = super().loss(outputs, targets)

@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     from wsolbench.results import render_runs
     from wsolbench.runner import execute
 
-    progress = Progress(args.log_format, quiet=args.quiet, every=config["train"]["log_every"])
+    progress = Progress(args.log_format, quiet=args.quiet)
     result = execute(config, registry, out=args.out, resume=args.resume, force=args.force, progress=progress)
     if result.metrics:
         print(render_runs([result.run_dir]))
