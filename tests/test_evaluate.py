@@ -208,3 +208,32 @@ def test_streamed_pxap_and_localization_match_the_metrics_module(tmp_path: Path)
     assert metrics["cls_err_top1"] == pytest.approx(reference.top1_cls_error, abs=1e-9)
     assert metrics["cls_err_top5"] == pytest.approx(reference.top5_cls_error, abs=1e-9)
     assert metrics["maxboxacc"] == pytest.approx(reference.best_gt_known_loc, abs=1e-9)
+
+
+def test_cache_and_in_memory_metrics_choose_the_same_operating_threshold(tmp_path: Path) -> None:
+    from wsolbench.metrics import localization_errors
+
+    rng = np.random.default_rng(11)
+    n, h, w = 17, 16, 16
+    yy, xx = np.mgrid[0:h, 0:w]
+    maps = np.asarray(
+        [
+            (m - m.min()) / (m.max() - m.min())
+            for m in (
+                np.exp(-((yy - rng.uniform(2, 14)) ** 2 + (xx - rng.uniform(2, 14)) ** 2) / 8)
+                + 0.3 * rng.random((h, w))
+                for _ in range(n)
+            )
+        ],
+        dtype=np.float32,
+    )
+    boxes = [np.array([[x, y, x + 6, y + 5]]) for x, y in rng.integers(0, 8, (n, 2))]
+    labels, logits = rng.integers(0, C, n), rng.normal(size=(n, C)).astype(np.float32)
+    with read_cache(write_cache(tmp_path, maps, boxes, labels, logits)) as cache:
+        metrics = evaluate_cache(cache, chunk_size=5)
+    reference = localization_errors(maps, boxes, logits, labels)  # no threshold given: the same rule
+    assert metrics["cam_threshold"] == reference.cam_threshold
+    assert metrics["loc_err_top1"] == pytest.approx(reference.top1_loc_error, abs=1e-9)
+    assert metrics["loc_err_top5"] == pytest.approx(reference.top5_loc_error, abs=1e-9)
+    assert metrics["gt_known_loc"] == pytest.approx(reference.gt_known_loc, abs=1e-9)
+    assert metrics["num_classes"] == C

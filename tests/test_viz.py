@@ -207,3 +207,23 @@ def test_cli_warning_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     err = capsys.readouterr().err.strip()
     assert err.startswith("wsolbench show: warning: run-a: no images (dataset 'cub' cannot be built")
     assert err.count("\n") == 0 and "maps drawn on grey" in err
+
+
+@pytest.mark.parametrize("saved", [None, 0.45])
+def test_statistics_are_evaluates_numbers(tmp_path: Path, saved: float | None) -> None:
+    from wsolbench.evaluate import evaluate_cache, per_image
+    from wsolbench.metrics import box_accuracy
+    from wsolbench.viz import _Run, _statistics
+
+    run_dir = make_run(tmp_path, threshold=saved, levels=False, k_maps=False)
+    with read_cache(run_dir) as cache:
+        run = _Run(run_dir=run_dir, name="r", cache=cache)
+        _statistics(run)
+        maps = cache.fused_gt[:]
+        expected = saved if saved is not None else evaluate_cache(cache, cam_curve_interval=0.05)["cam_threshold"]
+        assert run.threshold == pytest.approx(expected)
+        np.testing.assert_array_equal(run.gt_ious, per_image(cache, expected).iou)
+        reference = box_accuracy(maps, cache.boxes, cam_curve_interval=0.05, iou_thresholds=(50,), multi_contour=False)
+    np.testing.assert_allclose(run.curves.thresholds, reference.thresholds)  # the run's grid (step 0.05)
+    np.testing.assert_allclose(run.curves.accuracy("gt_known"), reference.curves[50], atol=1e-9)
+    assert run.curves.best("gt_known")[0] == pytest.approx(reference.value)

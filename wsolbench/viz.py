@@ -21,8 +21,9 @@ The cache holds maps, not images: the images are regenerated from the dataset na
 the cache's config (same split, same index; the image ids are checked). When that is not
 possible (real data absent, dataset changed) the maps are drawn on a grey background and
 one :class:`PicturesWarning` says why. The CAM threshold is the run's ``cam_threshold``
-from ``metrics.json`` beside the cache, or else the one :func:`wsolbench.evaluate.evaluate_cache`
-would choose (lowest top-1 localization error).
+from ``metrics.json`` beside the cache, or else the one its evaluation settings choose
+(:func:`wsolbench.evaluate.evaluate_run`); every number drawn comes from
+:mod:`wsolbench.evaluate`, this module only draws.
 
 Drawing uses matplotlib's ``Figure`` with the Agg canvas directly (no pyplot, no global
 backend change), so it works headless and in threads.
@@ -30,7 +31,6 @@ backend change), so it works headless and in threads.
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -42,6 +42,7 @@ import numpy as np
 
 from wsolbench.cache import CACHE_FILENAME, RunCache, read_cache
 from wsolbench.errors import UsageError
+from wsolbench.rundir import RunDir
 
 #: IoU (fraction) above which a box is correct.
 CORRECT_IOU = 0.5
@@ -78,8 +79,7 @@ class _Run:
     label: str = ""
     threshold: float = 0.0
     threshold_source: str = ""
-    grid: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    curve: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    curves: Any = None  # wsolbench.metrics.LocalizationCurves over the threshold grid
     gt_ious: np.ndarray = field(default_factory=lambda: np.zeros(0))
     picked: list[int] = field(default_factory=list)
     images: list[np.ndarray] | None = None
@@ -206,64 +206,41 @@ def pick_indices(image_ids: Sequence[str], *, n: int, ids: Sequence[str] | None,
     return sorted(int(i) for i in rng.choice(len(image_ids), size=min(int(n), len(image_ids)), replace=False))
 
 
-def _saved_threshold(run_dir: Path) -> float | None:
-    """``cam_threshold`` of the run's ``metrics.json``, or None when absent or unusable."""
-    from wsolbench.results import METRICS_FILENAME
-
-    try:
-        value = float(json.loads((run_dir / METRICS_FILENAME).read_text())["cam_threshold"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return value if 0.0 <= value < 1.0 else None
-
-
-def _curve_interval(config: Mapping[str, Any]) -> float:
-    evaluation = config.get("eval") if isinstance(config, Mapping) else None
-    value = evaluation.get("cam_curve_interval") if isinstance(evaluation, Mapping) else None
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return 0.01
-    return value if 0.0 < value < 1.0 else 0.01
+#: How a threshold's origin reads in picture titles (``cam_threshold_from`` of ``metrics.json``).
+_THRESHOLD_ORIGIN = {"test": "best on test", "val": "chosen on val", "fixed": "fixed"}
 
 
 def _statistics(run: _Run) -> None:
-    """One streamed pass over the GT-class maps: the accuracy curve, the threshold and every IoU.
+    """The run's accuracy curve, its CAM threshold and every GT-class box's IoU at it.
 
-    The curve is GT-known box accuracy (IoU 0.5, largest region) per grid threshold; the
-    IoUs (for the histogram) are those of the GT-class boxes at the run's threshold. Without
-    a saved threshold it is evaluate_cache's choice (most top-1-correct localizations, lowest
-    on ties), and the IoUs take a second pass.
+    All numbers come from :mod:`wsolbench.evaluate` (this module only draws): the curve
+    is :func:`~wsolbench.evaluate.localization_curves` (GT-known box accuracy, IoU 0.5,
+    largest region, on the grid of the settings the metrics were computed with); the
+    threshold is ``cam_threshold`` of ``metrics.json``, else the one the run's settings
+    choose (:func:`~wsolbench.evaluate.evaluate_run`, nothing saved); the IoUs are
+    :func:`~wsolbench.evaluate.per_image`'s at that threshold.
     """
-    from wsolbench.metrics import best_boxes, box_correct_counts, cam_thresholds, topk_correct
+    from wsolbench.evaluate import EvalSettings, evaluate_run, localization_curves, per_image, run_config
 
-    cache = run.cache
-    threshold = _saved_threshold(run.run_dir)
-    grid = cam_thresholds(_curve_interval(cache.meta.config))
-    top1 = topk_correct(cache.top5, cache.labels, 1)
-    eligible = np.stack([top1, np.ones(len(cache), dtype=bool)])
-    counts = np.zeros((2, len(grid)), dtype=np.int64)
-    ious: list[np.ndarray] = []
-    for start in range(0, len(cache), CHUNK_SIZE):
-        sl = slice(start, min(len(cache), start + CHUNK_SIZE))
-        maps, boxes = cache.fused_gt[sl], cache.boxes[sl]
-        counts += box_correct_counts(
-            maps, boxes, thresholds=grid, iou_thresholds=(50,), multi_contour=False, eligible=eligible[:, sl]
-        )[:, 0, :]
-        if threshold is not None:
-            ious.append(best_boxes(maps, boxes, threshold, multi_contour=False).ious)
-    if threshold is None:
-        from wsolbench.evaluate import per_image
-
-        threshold = float(grid[int(np.argmax(counts[0]))])
-        run.threshold_source = "best"
-        run.gt_ious = per_image(cache, threshold, chunk_size=CHUNK_SIZE).iou
+    rundir = RunDir(run.run_dir)
+    saved = rundir.read_metrics() or {}
+    recorded = saved.get("eval")
+    try:
+        settings = EvalSettings.from_config(
+            recorded if isinstance(recorded, Mapping) else run_config(rundir).get("eval")
+        )
+    except UsageError:
+        settings = EvalSettings()
+    run.curves = localization_curves(run.cache, cam_curve_interval=settings.cam_curve_interval, chunk_size=CHUNK_SIZE)
+    threshold = saved.get("cam_threshold")
+    if isinstance(threshold, (int, float)) and not isinstance(threshold, bool) and 0.0 <= threshold < 1.0:
+        run.threshold_source = _THRESHOLD_ORIGIN.get(str(saved.get("cam_threshold_from")), "metrics.json")
     else:
-        run.threshold_source = "metrics.json"
-        run.gt_ious = np.concatenate(ious) if ious else np.zeros(0)
+        metrics = evaluate_run(rundir, settings, save=False)
+        threshold = metrics["cam_threshold"]
+        run.threshold_source = _THRESHOLD_ORIGIN[metrics["cam_threshold_from"]]
     run.threshold = float(threshold)
-    run.grid = grid
-    run.curve = 100.0 * counts[1] / max(1, len(cache))
+    run.gt_ious = per_image(run.cache, run.threshold, chunk_size=CHUNK_SIZE).iou
 
 
 def _first_line(error: BaseException) -> str:
@@ -612,14 +589,14 @@ def _curve_figure(runs: list[_Run]) -> Any:
     ax = fig.add_subplot()
     for r, run in enumerate(runs):
         colour = f"C{r % 10}"
-        best = int(np.argmax(run.curve))
+        maxboxacc, at = run.curves.best("gt_known")
         ax.plot(
-            run.grid,
-            run.curve,
+            run.curves.thresholds,
+            run.curves.accuracy("gt_known"),
             color=colour,
-            label=f"{run.label}: MaxBoxAcc {run.curve[best]:.1f} @ {run.grid[best]:.2f}",
+            label=f"{run.label}: MaxBoxAcc {maxboxacc:.1f} @ {at:.2f}",
         )
-        ax.plot(run.grid[best], run.curve[best], "o", color=colour)
+        ax.plot(at, maxboxacc, "o", color=colour)
         ax.axvline(run.threshold, color=colour, linestyle=":", linewidth=1)
     ax.set_xlim(0.0, 1.0)
     ax.set_ylim(0.0, 100.0)

@@ -7,7 +7,9 @@
 * :func:`best_boxes`, :func:`iou_statistics`, :func:`iou_matrix`: per-image boxes
   and IoUs at one threshold, for tables and pictures.
 * :func:`topk_error`, :func:`localization_errors`: classification error, Top-1 /
-  Top-5 localization error and GT-known localization (CorLoc).
+  Top-5 localization error and GT-known localization (CorLoc);
+  :func:`localization_curves` their counts over the threshold grid, whose
+  :meth:`LocalizationCurves.best_index` is the one operating-threshold choice.
 
 Conventions: score maps are (N, H, W) floats in [0, 1]; boxes are integer
 ``x0, y0, x1, y1`` inclusive pixel corners in map coordinates; accuracies and
@@ -26,13 +28,21 @@ from .boxes import (
     iou_matrix,
     iou_statistics,
 )
-from .classification import LocalizationErrors, localization_errors, topk_correct, topk_error
+from .classification import (
+    LocalizationCurves,
+    LocalizationErrors,
+    localization_curves,
+    localization_errors,
+    topk_correct,
+    topk_error,
+)
 from .pixels import PxAPResult, normalize_scoremap, pxap, pxap_from_histograms, pxap_histograms
 
 __all__ = [
     "BestBoxes",
     "BoxAccuracy",
     "IoUStatistics",
+    "LocalizationCurves",
     "LocalizationErrors",
     "PxAPResult",
     "best_boxes",
@@ -42,6 +52,7 @@ __all__ = [
     "cam_thresholds",
     "iou_matrix",
     "iou_statistics",
+    "localization_curves",
     "localization_errors",
     "normalize_scoremap",
     "pxap",
