@@ -10,9 +10,9 @@ import statistics
 import pytest
 
 from wsolbench.errors import UsageError
-from wsolbench.paper_results import paper_rows
 from wsolbench.results import resolve_run_dir
 from wsolbench.tables import FORMATS, METRIC_COLUMNS, Stat, build_table, config_variant, render_table
+from wsolbench_plugins.references.danet2019 import danet_rows
 
 DANET = [
     {
@@ -142,18 +142,19 @@ def test_duplicate_seed_is_an_error() -> None:
 def test_paper_rows_are_marked() -> None:
     headers, body = build_table(ROWS, include_paper=True, filters=["dataset=cub"])
     assert headers[-1] == "source"
-    paper = [line for line in body if line[-1].startswith("paper")]
-    assert {line[-1] for line in paper} == {"paper T1"}
+    paper = [line for line in body if line[-1] != "ours"]
+    assert {line[-1] for line in paper} == {"Xue et al. 2019, T1"}
     top1 = {line[0]: line[headers.index("Top-1 Loc Err")] for line in paper}
-    assert top1 == {
-        "cam (CAM)": "55.85",
-        "multiloss (CAM + multi-loss)": "58.58",
-        "hda (HDA)": "50.71",
-        "danet (HDA + DDA)": "47.48",
-    }
+    assert top1 == {"cam (CAM)": "55.85", "danet (HDA + DDA)": "47.48"}  # only the methods with runs
     assert all(line[3] == "" for line in paper)  # no seed count for published numbers
     assert {line[-1] for line in body if line not in paper} == {"ours"}
-    assert all(r["source"].startswith("paper") and r["paper_table"] == 1 for r in paper_rows())
+    assert all(r["source"] == "Xue et al. 2019, T1" for r in danet_rows())
+
+
+def test_reference_rows_only_for_methods_in_the_table() -> None:
+    cam_only = [r for r in ROWS if r["method"] == "cam"]
+    _, body = build_table(cam_only, include_paper=True, filters=["dataset=cub"])
+    assert [line[0] for line in body if line[-1] != "ours"] == ["cam (CAM)"]
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -67,3 +67,15 @@ def register_hierarchies(register):
     ``factory(**options)`` returns a :class:`wsolbench.specs.Hierarchy` mapping every fine
     class to its ancestor at each coarser level (for example CUB species -> family -> order).
     """
+
+
+@hookspec
+def register_references(register):
+    """Register published results shown as reference rows (``wsolbench table --paper``): ``register(name, factory)``.
+
+    ``name`` names the source (e.g. ``"danet-iccv2019"``); ``factory()`` returns a list of rows,
+    each a dict with ``method``, ``backbone``, ``dataset`` (registry names), metric keys as
+    :func:`wsolbench.evaluate.evaluate_cache` names them (percent), ``label`` (the method's name
+    in the paper) and ``source`` (short citation with the table, e.g. ``"Xue et al. 2019, T1"``).
+    A table shows the rows of the methods it has runs of.
+    """

@@ -16,8 +16,8 @@ import pluggy
 from wsolbench.errors import UsageError, WsolbenchError
 from wsolbench.plugins import PluginFailure, PluginInfo, PluginSet, load_plugins, one_line_error
 
-KINDS = ("backbones", "heads", "methods", "datasets", "hierarchies")
-SINGULAR = {kind: kind[:-1] if kind != "hierarchies" else "hierarchy" for kind in KINDS}
+KINDS = ("backbones", "heads", "methods", "datasets", "hierarchies", "references")
+SINGULAR = {kind: {"hierarchies": "hierarchy", "references": "reference"}.get(kind, kind[:-1]) for kind in KINDS}
 
 logger = logging.getLogger("wsolbench")
 

@@ -7,15 +7,18 @@ Runs that differ only in their seed are grouped into one row showing ``mean ± s
 method/backbone/dataset whose configs differ otherwise (say ``method.k``) stay separate
 rows, told apart by a ``variant`` column (a short hash of the config without its seed).
 
-The DANet paper's published numbers (:mod:`wsolbench.paper_results`) can be added as
-reference rows; their ``source`` column reads ``paper T<table>``, runs read ``ours``.
+Published numbers that plugins register (``register_references``) can be added as
+reference rows for the methods in the table; their ``source`` column cites the paper and
+table, runs read ``ours``. Methods are ordered by their ``table_rank`` (then by name).
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import math
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,9 +42,6 @@ DEFAULT_COLUMNS: tuple[str, ...] = tuple(METRIC_COLUMNS)
 
 #: Fields that identify a table row (besides the seed).
 KEY_FIELDS: tuple[str, ...] = ("method", "backbone", "dataset")
-
-#: Display order of the built-in methods (others follow alphabetically).
-METHOD_ORDER: tuple[str, ...] = ("cam", "multiloss", "hda", "dda", "danet")
 
 FORMATS: tuple[str, ...] = ("github", "markdown", "latex", "csv")
 
@@ -145,9 +145,7 @@ def aggregate(
     for r in rows:
         r.setdefault("source", _RUN_SOURCE)
     if include_paper:
-        from wsolbench.paper_results import paper_rows
-
-        rows.extend(paper_rows())
+        rows.extend(reference_rows({str(r.get("method", "")) for r in rows}))
     wanted = parse_filters(filters)
     known = set().union(*(r.keys() for r in rows)) if rows else set()
     unknown = [key for key in wanted if key not in known]
@@ -189,8 +187,41 @@ def aggregate(
     return _sort(table, sort_by)
 
 
-def _method_rank(name: str) -> tuple[int, str]:
-    return (METHOD_ORDER.index(name), "") if name in METHOD_ORDER else (len(METHOD_ORDER), str(name))
+def reference_rows(methods: Iterable[str], registry: Any = None) -> list[dict[str, Any]]:
+    """The registered published rows (``register_references``) of ``methods``, as table rows.
+
+    Each row gets ``paper_label`` (its ``label``); a source whose factory raises is skipped
+    with a warning, so one broken plugin does not take the table down.
+    """
+    from wsolbench.registry import default_registry
+
+    registry = registry or default_registry()
+    wanted = set(methods)
+    rows: list[dict[str, Any]] = []
+    for component in registry.components("references"):
+        try:
+            published = [dict(row) for row in component.factory()]
+        except Exception as error:  # noqa: BLE001 - a broken reference plugin is reported, not fatal
+            warnings.warn(f"reference rows {component.name!r} failed: {type(error).__name__}: {error}", stacklevel=2)
+            continue
+        for row in published:
+            if row.get("method") in wanted:
+                row["paper_label"] = row.pop("label", "")
+                row.setdefault("source", component.name)
+                rows.append(row)
+    return rows
+
+
+@functools.cache
+def _method_ranks() -> dict[str, float]:
+    from wsolbench.registry import default_registry
+
+    return {c.name: float(getattr(c.factory, "table_rank", math.inf)) for c in default_registry().components("methods")}
+
+
+def _method_rank(name: str) -> tuple[float, str]:
+    """Table order of a method: its class's ``table_rank``, then its name; unregistered methods last."""
+    return (_method_ranks().get(str(name), math.inf), str(name))
 
 
 def _sort(table: list[TableRow], sort_by: str | Sequence[str] | None) -> list[TableRow]:
@@ -292,14 +323,15 @@ def build_table(
         columns: Metric keys to show (default: every key of :data:`METRIC_COLUMNS`); a
             metric no row has is shown as an empty column.
         sort_by: A metric key or field, or several (first = primary); prefix ``-`` for
-            descending. Default: dataset, backbone, method (CAM, multi-loss, HDA, DDA,
-            DANet, then others), runs before paper rows. Rows lacking the value go last.
+            descending. Default: dataset, backbone, method (by the methods' ``table_rank``:
+            CAM, HaS, ... DANet, then others), runs before paper rows. Rows lacking the value go last.
         filters: ``{"method": "danet"}`` or ``["method=danet,cam", "backbone=vgg16"]``
             (comma = alternatives); applied before grouping, to paper rows too.
         group_seeds: Group runs that differ only in seed into one row, ``mean ± std``
             (sample std) with the number of runs in ``seeds``; False: one row per run
             with its ``seed``.
-        include_paper: Add the DANet paper's published rows (``source`` = ``paper T<n>``).
+        include_paper: Add the published rows plugins register for the methods in ``rows``
+            (:func:`reference_rows`; ``source`` cites paper and table).
         precision: Decimals shown.
 
     Returns:

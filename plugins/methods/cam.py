@@ -14,6 +14,8 @@ class CAM(Method):
     time the map of the predicted class, min-max normalised, is the localization map. No options.
     """
 
+    table_rank = 0
+
 
 @hookimpl
 def register_methods(register):

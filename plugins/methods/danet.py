@@ -33,6 +33,8 @@ class DANet(DDA):
             see ``dda`` for the definitions and why "joint" is the default.
     """
 
+    table_rank = 90
+
     def label_levels(self, heads: int, depth: int) -> list[int]:
         return hierarchical_label_levels(heads, depth)
 

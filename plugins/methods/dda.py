@@ -50,6 +50,8 @@ class DDA(MultiLoss):
             -12 floor within 50 SGD steps). "level" is kept for the equation as published.
     """
 
+    table_rank = 80
+
     def __init__(
         self, *, levels: int = 3, k: int = 8, lam: float = 0.01, drop_ratio: float = 0.5, scope: str = "joint"
     ):

@@ -25,6 +25,8 @@ class HDA(MultiLoss):
         levels: Number of deepest backbone levels that get a head (default 3, as in the paper).
     """
 
+    table_rank = 70
+
     def label_levels(self, heads: int, depth: int) -> list[int]:
         return hierarchical_label_levels(heads, depth)
 

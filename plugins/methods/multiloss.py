@@ -22,6 +22,8 @@ class MultiLoss(Method):
             backbone has fewer levels).
     """
 
+    table_rank = 60
+
     #: Maps per class of every head (K); DDA and DANet set it from their ``k`` option.
     maps_per_class = 1
 

@@ -30,7 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="keep rows whose KEY equals VALUE, e.g. --filter method=danet (repeatable)",
     )
     parser.add_argument("--no-group", action="store_true", help="one row per seed instead of mean ± std over seeds")
-    parser.add_argument("--paper", action="store_true", help="add the DANet paper's published rows, marked as such")
+    parser.add_argument("--paper", action="store_true", help="add the published numbers that plugins ship for the methods in the table, marked with their source")
     parser.add_argument("--recompute", action="store_true", help="recompute metrics from the caches")
     parser.set_defaults(handler=run)
 

@@ -1,0 +1,1 @@
+"""Built-in reference results: published numbers shown as reference rows in tables."""
