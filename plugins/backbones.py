@@ -50,7 +50,7 @@ from torch import Tensor, nn
 
 from wsolbench import hookimpl
 from wsolbench.errors import UsageError, WsolbenchError
-from wsolbench.specs import FeatureLevel
+from wsolbench.specs import IMAGENET_NORMALIZATION, FeatureLevel, Normalization
 
 #: Seconds allowed to open a connection to a weight server before giving up.
 CONNECT_TIMEOUT = 5.0
@@ -279,11 +279,17 @@ def _init_convs(module: nn.Module) -> None:
             m.reset_parameters()  # unit weight, zero bias, fresh running statistics
 
 
-def _transform_input(x: Tensor) -> Tensor:
-    """ImageNet mean/std normalised input -> the (x - 0.5) / 0.5 input torchvision's Google weights expect."""
-    mean = x.new_tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = x.new_tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-    return (x * std + mean - 0.5) / 0.5
+#: The input torchvision's Google weights (GoogLeNet, Inception-v3) were trained on: ``(x - 0.5) / 0.5``
+#: (torchvision re-normalises ImageNet-normalised inputs to it with ``transform_input``).
+GOOGLE_NORMALIZATION: Normalization = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+
+
+def _timm_normalization(body: nn.Module) -> Normalization:
+    """The mean/std of a timm model's ``pretrained_cfg`` (ImageNet's when it has none)."""
+    cfg = getattr(body, "pretrained_cfg", None) or {}
+    if "mean" in cfg and "std" in cfg:
+        return tuple(float(v) for v in cfg["mean"]), tuple(float(v) for v in cfg["std"])
+    return IMAGENET_NORMALIZATION
 
 
 # --------------------------------------------------------------------------- VGG16
@@ -353,7 +359,10 @@ def vgg16(*, pretrained: bool | str = False, variant: str = "danet") -> VGG16Fea
 
 
 class TimmFeatures(nn.Module):
-    """A timm ``features_only`` network exposing its selected levels as a :class:`Backbone`."""
+    """A timm ``features_only`` network exposing its selected levels as a :class:`Backbone`.
+
+    Its input normalisation is the model's ``pretrained_cfg`` mean/std.
+    """
 
     def __init__(self, body: nn.Module, reductions: Sequence[int] | None = None):
         super().__init__()
@@ -364,6 +373,7 @@ class TimmFeatures(nn.Module):
             FeatureLevel(n, c, r) for n, c, r in zip(info.module_name(), info.channels(), reductions, strict=True)
         ]
         self.nhwc = getattr(body, "output_fmt", "NCHW") == "NHWC"
+        self.normalization = _timm_normalization(body)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         out = self.body(x)
@@ -484,13 +494,11 @@ class GoogLeNetFeatures(nn.Module):
         super().__init__()
         for block in self.BLOCKS:
             self.add_module(block, getattr(net, block))
-        self.transform_input = transform_input
+        self.normalization = GOOGLE_NORMALIZATION if transform_input else IMAGENET_NORMALIZATION
         self.feature_info = [FeatureLevel(*level) for level in self.LEVELS]
         self._taps = {name for name, _, _ in self.LEVELS}
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        if self.transform_input:
-            x = _transform_input(x)
         out = []
         for block in self.BLOCKS:
             x = getattr(self, block)(x)
@@ -509,8 +517,10 @@ def googlenet(*, pretrained: bool | str = False, transform_input: bool | None = 
 
     Options:
         pretrained: False, True (torchvision ``GoogLeNet_Weights.IMAGENET1K_V1``) or a checkpoint path.
-        transform_input: Re-normalise ImageNet-normalised inputs the way torchvision's Google
-            weights expect. Default (None): on whenever pretrained weights are loaded.
+        transform_input: Declare the input normalisation torchvision's Google weights expect,
+            ``(x - 0.5) / 0.5`` (:data:`GOOGLE_NORMALIZATION`), instead of ImageNet's mean/std; the
+            datasets then normalise with it (the same input torchvision's ``transform_input``
+            produces). Default (None): on whenever pretrained weights are loaded.
     """
     import torchvision
 
@@ -572,7 +582,7 @@ class InceptionV3Features(nn.Module):
             self.maxpool2 = nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True)
             for conv in (self.Mixed_6a.branch3x3.conv, self.Mixed_6a.branch3x3dbl_3.conv):
                 conv.stride, conv.padding = (1, 1), (1, 1)
-        self.transform_input = transform_input
+        self.normalization = GOOGLE_NORMALIZATION if transform_input else IMAGENET_NORMALIZATION
         self.feature_info = [FeatureLevel(*level) for level in self.LEVELS[variant]]
         self._taps = {name for name, _, _ in self.LEVELS[variant]}
 
@@ -582,8 +592,6 @@ class InceptionV3Features(nn.Module):
         return torch.cat([block.branch3x3(x), deep, F.max_pool2d(x, 3, stride=1, padding=1)], 1)
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        if self.transform_input:
-            x = _transform_input(x)
         out = []
         for block in self.BLOCKS:
             if block == "Mixed_6a" and self.variant == "wsolevaluation":

@@ -201,3 +201,36 @@ def test_mismatched_checkpoints_are_clear_errors(registry, tmp_path):
     torch.save([1, 2, 3], tmp_path / "list.pth")
     with pytest.raises(WsolbenchError, match="holds no state dict"):
         registry.build("backbones", "tinycnn", width=4, pretrained=str(tmp_path / "list.pth"))
+
+
+# -- input normalisation ---------------------------------------------------------------
+
+
+def test_google_weights_normalisation_is_torchvisions_transform_input() -> None:
+    """Normalising [0, 1] images with GOOGLE_NORMALIZATION gives the input torchvision's
+    ``transform_input`` makes of ImageNet-normalised images (what the weights were trained on)."""
+    from wsolbench.specs import IMAGENET_NORMALIZATION, WSOLDataset
+    from wsolbench_plugins.backbones import GOOGLE_NORMALIZATION, googlenet, inceptionv3
+
+    image = torch.rand(3, 8, 8)
+    imagenet = WSOLDataset().normalize(image)
+    google = WSOLDataset()
+    google.normalization = GOOGLE_NORMALIZATION
+    mean = torch.tensor(IMAGENET_NORMALIZATION[0]).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_NORMALIZATION[1]).view(3, 1, 1)
+    torchvision_transformed = (imagenet * std + mean - 0.5) / 0.5
+    torch.testing.assert_close(google.normalize(image), torchvision_transformed)
+    assert googlenet(transform_input=True).normalization == GOOGLE_NORMALIZATION
+    assert googlenet().normalization == IMAGENET_NORMALIZATION  # random init: the ImageNet statistics
+    assert inceptionv3(transform_input=True).normalization == GOOGLE_NORMALIZATION
+
+
+def test_timm_backbones_declare_their_pretrained_cfg_statistics() -> None:
+    from wsolbench.specs import IMAGENET_NORMALIZATION, backbone_normalization
+    from wsolbench_plugins.backbones import _timm_normalization, tinycnn
+
+    body = torch.nn.Identity()
+    body.pretrained_cfg = {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
+    assert _timm_normalization(body) == ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    assert _timm_normalization(torch.nn.Identity()) == IMAGENET_NORMALIZATION
+    assert backbone_normalization(tinycnn(width=4)) == IMAGENET_NORMALIZATION  # declares none: ImageNet's
