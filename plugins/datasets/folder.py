@@ -238,6 +238,8 @@ def load_folder(
     hierarchy: str | None = None,
     skip_bad: bool = False,
     verify_images: bool | None = None,
+    val_per_class: int | None = None,
+    val_seed: int = 0,
 ) -> BoxDataset:
     """A folder of images with a CSV/YAML annotation file (image,label,x0,y0,x1,y1,split).
 
@@ -251,8 +253,12 @@ def load_folder(
         hierarchy: None or ``"flat"``: no hierarchy; else a YAML hierarchy path.
         skip_bad: Skip bad samples (listed in ``dataset.skipped`` and one warning) instead of failing.
         verify_images: Decode every image at construction (default: as ``skip_bad``).
+        val_per_class: Keep at most this many ``val`` images per class (seeded choice; None or 0: all).
+        val_seed: Seed of that choice.
     """
-    check_options(NAME, split=split, splits=SPLITS, resize=resize, crop=crop)
+    check_options(
+        NAME, split=split, splits=SPLITS, resize=resize, crop=crop, val_per_class=val_per_class, val_seed=val_seed
+    )
     base = require_root(NAME, root, "the image folder")
     path = _resolve_annotations(base, annotations)
     issues: dict[str, str] = {}
@@ -310,7 +316,17 @@ def load_folder(
                 f"{record.where}: mask file {str(record.mask_path)!r} of image {record.image_id!r} is missing",
             )
     return finish_dataset(
-        NAME, split, records, problems, hier, resize=resize, crop=crop, skip_bad=skip_bad, verify_images=verify_images
+        NAME,
+        split,
+        records,
+        problems,
+        hier,
+        resize=resize,
+        crop=crop,
+        skip_bad=skip_bad,
+        verify_images=verify_images,
+        val_per_class=val_per_class,
+        val_seed=val_seed,
     )
 
 

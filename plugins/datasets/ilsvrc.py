@@ -30,7 +30,6 @@ class index (``"0"``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from wsolbench import hookimpl
@@ -39,42 +38,24 @@ from wsolbench.specs import Hierarchy
 from wsolbench_plugins.datasets._common import (
     BoxDataset,
     Problems,
-    Record,
-    box_problem,
-    boxes_array,
     check_images_exist,
     check_options,
     finish_dataset,
-    read_lines,
-    require_file,
     require_root,
+)
+from wsolbench_plugins.datasets._metadata import (
+    SPLITS,
+    SplitFiles,
+    box_records,
+    metadata_folder,
+    read_split,
+    scan_labels,
 )
 from wsolbench_plugins.hierarchies import dataset_hierarchy, imagenet_class_names, imagenet_hierarchy, imagenet_wnids
 
 NAME = "ilsvrc"
-SPLITS = ("train", "val", "test")
 NUM_IMAGENET = 1000
 CLASS_MODES = ("imagenet", "present")
-
-
-def _ints(fields: list[str]) -> list[int] | None:
-    try:
-        return [int(v) for v in fields]
-    except ValueError:
-        return None
-
-
-def _present_labels(metadata: Path) -> list[int]:
-    """Sorted class indices found in any split's class_labels.txt under ``metadata``."""
-    found: set[int] = set()
-    for split in SPLITS:
-        path = metadata / split / "class_labels.txt"
-        if path.is_file():
-            for _, text in read_lines(path):
-                parts = [p.strip() for p in text.split(",")]
-                if len(parts) == 2 and parts[1].lstrip("-").isdigit() and int(parts[1]) >= 0:
-                    found.add(int(parts[1]))
-    return sorted(found)
 
 
 def _classes(mode: str, metadata: Path, hierarchy: str | None, levels: str) -> tuple[Hierarchy, dict[int, int]]:
@@ -84,7 +65,7 @@ def _classes(mode: str, metadata: Path, hierarchy: str | None, levels: str) -> t
     if mode == "imagenet":
         indices = list(range(NUM_IMAGENET))
     else:
-        indices = _present_labels(metadata)
+        indices = sorted(scan_labels(metadata))
         if not indices:
             raise WsolbenchError(
                 f"{metadata}: no class_labels.txt with labels under any split; classes=present needs one"
@@ -119,11 +100,14 @@ def load_ilsvrc(
     hierarchy_levels: str = "group_le100,group_le10",
     skip_bad: bool = False,
     verify_images: bool | None = None,
+    val_per_class: int | None = None,
+    val_seed: int = 0,
 ) -> BoxDataset:
     """ImageNet-1k with WSOL-evaluation metadata; hierarchy from WordNet.
 
     Args:
-        split: ``"train"``, ``"val"`` or ``"test"``.
+        split: ``"train"``, ``"val"`` (ImageNetV2, train-fullsup) or ``"test"`` (the ImageNet
+            validation set).
         root: Folder the image ids are relative to.
         metadata_root: Folder holding ``train/``, ``val/``, ``test/`` metadata
             (default ``<root>/metadata/ILSVRC``).
@@ -134,134 +118,33 @@ def load_ilsvrc(
         hierarchy_levels: Coarse columns of the shipped hierarchy, coarse to fine.
         skip_bad: Skip bad samples (listed in ``dataset.skipped`` and one warning) instead of failing.
         verify_images: Decode every image at construction (default: as ``skip_bad``).
+        val_per_class: Keep at most this many ``val`` images per class (seeded choice; None or 0: all).
+        val_seed: Seed of that choice.
     """
-    check_options(NAME, split=split, splits=SPLITS, resize=resize, crop=crop)
+    check_options(
+        NAME, split=split, splits=SPLITS, resize=resize, crop=crop, val_per_class=val_per_class, val_seed=val_seed
+    )
     base = require_root(NAME, root, "the folder the ImageNet image ids are relative to")
-    metadata = Path(metadata_root).expanduser() if metadata_root else base / "metadata" / "ILSVRC"
-    if not metadata.is_dir():
-        raise WsolbenchError(
-            f"{metadata}: metadata folder not found; copy WSOL-evaluation's metadata/ILSVRC there or pass "
-            "metadata_root=PATH"
-        )
-    folder = metadata / split
-    fix = f"put the WSOL-evaluation metadata for split {split!r} in {folder} (or pass metadata_root=PATH)"
-    ids_path = require_file(folder / "image_ids.txt", fix)
-    labels_path = require_file(folder / "class_labels.txt", fix)
-    sizes_path = folder / "image_sizes.txt"
-    boxes_path = folder / "localization.txt"
-    if split != "train":
-        require_file(boxes_path, f"split {split!r} needs boxes: {fix}")
+    metadata = metadata_folder(base, metadata_root, "ILSVRC")
+    files = SplitFiles.find(metadata, split, "ILSVRC", localization=split != "train")
     hier, fine_of = _classes(classes, metadata, hierarchy, hierarchy_levels)
-
     problems = Problems(NAME, split)
-    order: list[str] = []
-    listed: dict[str, int] = {}
-    for line, image_id in read_lines(ids_path):
-        if image_id in listed:
-            problems.add(
-                image_id,
-                f"{ids_path}:{line}: duplicate image id {image_id!r} (first at line {listed[image_id]}); list each "
-                "image once",
-            )
-            continue
-        listed[image_id] = line
-        order.append(image_id)
-
-    labels: dict[str, tuple[int, int]] = {}
-    for image_id, line, text, parts in _first_rows(labels_path, listed, problems, "label"):
-        value = _ints(parts[1:]) if len(parts) == 2 else None
-        if value is None:
-            problems.add(
-                image_id, f"{labels_path}:{line}: expected '<image_id>,<class index>', got {text!r}; fix the line"
-            )
-        elif value[0] not in fine_of:
-            problems.add(
-                image_id,
-                f"{labels_path}:{line}: class index {value[0]} of image {image_id!r} is not one of the dataset's "
-                f"classes ({'0..999' if classes == 'imagenet' else 'see classes='}); fix the label",
-            )
-        labels[image_id] = (fine_of.get(value[0], -1) if value else -1, line)
-
-    sizes: dict[str, tuple[tuple[int, int], int]] = {}
-    if sizes_path.is_file():
-        for image_id, line, text, parts in _first_rows(sizes_path, listed, problems, "size"):
-            value = _ints(parts[1:]) if len(parts) == 3 else None
-            if value is None or min(value) < 1:
-                problems.add(image_id, f"{sizes_path}:{line}: expected '<image_id>,<width>,<height>', got {text!r}")
-                continue
-            sizes[image_id] = ((value[0], value[1]), line)
-
-    boxes: dict[str, list[tuple[list[int], int]]] = {}
-    if boxes_path.is_file():
-        for line, text in read_lines(boxes_path):
-            parts = [p.strip() for p in text.split(",")]
-            image_id = parts[0]
-            if image_id not in listed:
-                continue
-            where = f"{boxes_path}:{line}"
-            value = _ints(parts[1:]) if len(parts) == 5 else None
-            if value is None:
-                problems.add(image_id, f"{where}: expected '<image_id>,<x0>,<y0>,<x1>,<y1>' (integers), got {text!r}")
-                continue
-            size = sizes[image_id][0] if image_id in sizes else None
-            bad = box_problem(value, size)
-            if bad:
-                problems.add(image_id, f"{where}: image {image_id!r}: {bad}")
-            boxes.setdefault(image_id, []).append((value, line))
-
-    records: list[Record] = []
-    ids_source, boxes_source = str(ids_path), str(boxes_path)
-    for image_id in order:
-        where = f"{ids_path}:{listed[image_id]}"
-        if image_id not in labels:
-            problems.add(
-                image_id, f"{where}: image {image_id!r} has no class in {labels_path}; add '{image_id},<index>'"
-            )
-        if split != "train" and image_id not in boxes:
-            problems.add(
-                image_id,
-                f"{where}: image {image_id!r} has no box in {boxes_path}; evaluation needs at least one box per image",
-            )
-        entries = boxes.get(image_id, [])
-        records.append(
-            Record(
-                image_id=image_id,
-                root=base,
-                label=labels.get(image_id, (-1, 0))[0],
-                boxes=boxes_array([box for box, _ in entries]),
-                source=ids_source,
-                line=listed[image_id],
-                box_source=boxes_source,
-                box_lines=tuple(line for _, line in entries),
-                size=sizes[image_id][0] if image_id in sizes else None,
-            )
-        )
+    table = read_split(files, fine_of, problems, classes_hint="0..999" if classes == "imagenet" else "see classes=")
+    records = box_records(table, base, problems, need_boxes=split != "train")
     check_images_exist([r for r in records if r.image_id not in problems], problems)
     return finish_dataset(
-        NAME, split, records, problems, hier, resize=resize, crop=crop, skip_bad=skip_bad, verify_images=verify_images
+        NAME,
+        split,
+        records,
+        problems,
+        hier,
+        resize=resize,
+        crop=crop,
+        skip_bad=skip_bad,
+        verify_images=verify_images,
+        val_per_class=val_per_class,
+        val_seed=val_seed,
     )
-
-
-def _first_rows(
-    path: Path, listed: Mapping[str, int], problems: Problems, what: str
-) -> Iterator[tuple[str, int, str, list[str]]]:
-    """``(image_id, line, text, fields)`` of the rows of a one-row-per-image metadata file that
-    name a listed image; a repeated image id is reported (``what``: "label", "size") and skipped."""
-    first: dict[str, int] = {}
-    for line, text in read_lines(path):
-        parts = [p.strip() for p in text.split(",")]
-        image_id = parts[0]
-        if image_id not in listed:
-            continue
-        if image_id in first:
-            problems.add(
-                image_id,
-                f"{path}:{line}: duplicate image id {image_id!r} (first at line {first[image_id]}); give "
-                f"each image one {what}",
-            )
-            continue
-        first[image_id] = line
-        yield image_id, line, text, parts
 
 
 @hookimpl
