@@ -8,10 +8,13 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from wsolbench import hookimpl
+from wsolbench.config import dataset_options, resolve, selected_hierarchy
 from wsolbench.errors import UsageError, WsolbenchError
-from wsolbench.plugins import PluginSet, new_plugin_manager
+from wsolbench.plugins import PluginSet, load_plugins, new_plugin_manager
 from wsolbench.registry import Registry
 from wsolbench.specs import Hierarchy
+from wsolbench.train import build_dataset
 from wsolbench_plugins import hierarchies
 from wsolbench_plugins.hierarchies import (
     build_hierarchy,
@@ -347,3 +350,95 @@ def test_build_hierarchy_errors():
         build_hierarchy((), ["a"], [()], where=["f:1"], source="f")
     with pytest.raises(WsolbenchError, match=r"f:1: class 'a' has an empty 'c'"):
         build_hierarchy(("c", "f"), ["a"], [(None,)], where=["f:1"], source="f")
+
+
+# --------------------------------------------------------------------------- selecting a hierarchy by name
+
+
+class Halves:
+    """A plugin registering ``halves``: the fine classes of a dataset of ``n`` classes in two groups."""
+
+    @hookimpl
+    def register_hierarchies(self, register):
+        def halves(*, classes: int = 36) -> Hierarchy:
+            fine = [f"c{i}" for i in range(classes)]
+            return build_hierarchy(
+                ("half", "class"), fine, [(i * 2 // classes,) for i in range(classes)], where=fine, source="halves"
+            )
+
+        register("halves", halves)
+
+
+@pytest.fixture(scope="module")
+def with_halves() -> Registry:
+    """The installed plugins plus the inline ``halves`` hierarchy plugin."""
+    plugins = load_plugins()
+    plugins.manager.register(Halves(), name="halves")
+    return Registry(plugins)
+
+
+TINY_SYNTHETIC = ["dataset.num_train=4", "dataset.num_test=4", "dataset.image_size=32"]
+
+
+def test_dataset_hierarchy_selects_a_registered_hierarchy(with_halves):
+    config = resolve(with_halves, sets=[*TINY_SYNTHETIC, "dataset.hierarchy=halves"])
+    own = build_dataset(resolve(with_halves, sets=TINY_SYNTHETIC), with_halves, "test")
+    dataset = build_dataset(config, with_halves, "test")
+    assert own.hierarchy.num_classes == (4, 12, 36)
+    assert dataset.hierarchy.level_names == ("half", "class")
+    assert dataset.hierarchy.num_classes == (2, 36)
+    np.testing.assert_array_equal(dataset.hierarchy.ancestors[:, 0], np.arange(36) // 18)
+    assert [dataset[i].label for i in range(4)] == [own[i].label for i in range(4)]
+    # options: the mapping form, validated against the hierarchy's own options
+    mapping = resolve(
+        with_halves, sets=[*TINY_SYNTHETIC, "dataset.hierarchy.name=halves", "dataset.hierarchy.classes=36"]
+    )
+    assert build_dataset(mapping, with_halves, "train").hierarchy.num_classes == (2, 36)
+
+
+def test_the_selected_hierarchy_sizes_the_model(with_halves):
+    from wsolbench.train import build_parts
+
+    sets = [*TINY_SYNTHETIC, "dataset.hierarchy=halves", "method.name=hda", "backbone.name=tinycnn", "backbone.width=8"]
+    parts = build_parts(resolve(with_halves, sets=sets), with_halves)
+    assert parts.model.hierarchy.num_classes == (2, 36)
+    assert {parts.model.hierarchy.num_classes[spec.label_level] for spec in parts.model.head_specs} == {2, 36}
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (["dataset.hierarchy=halfs"], r"dataset.hierarchy: unknown hierarchy 'halfs'; did you mean: halves\?"),
+        (["dataset.hierarchy.name=nosuch"], r"dataset.hierarchy: unknown hierarchy 'nosuch'"),
+        (["dataset.hierarchy.name=halves", "dataset.hierarchy.size=3"], r"unknown config key 'dataset.hierarchy.size'"),
+        (
+            ["dataset.hierarchy.name=halves", "dataset.hierarchy.classes=x"],
+            r"'dataset.hierarchy.classes' must be of type int",
+        ),
+    ],
+)
+def test_bad_hierarchy_selections_are_one_line_errors(with_halves, sets, message):
+    with pytest.raises(UsageError, match=message) as info:
+        resolve(with_halves, sets=[*TINY_SYNTHETIC, *sets])
+    assert "\n" not in str(info.value)
+
+
+def test_a_hierarchy_of_other_classes_is_refused_when_the_dataset_is_built(with_halves):
+    for sets, fine in (
+        (["dataset.hierarchy=cub"], 200),
+        (["dataset.hierarchy.name=halves", "dataset.hierarchy.classes=10"], 10),
+    ):
+        config = resolve(with_halves, sets=[*TINY_SYNTHETIC, *sets])
+        with pytest.raises(UsageError) as info:
+            build_dataset(config, with_halves, "train")
+        message = str(info.value)
+        assert f"has {fine} fine classes" in message and "dataset 'synthetic' has 36" in message and "\n" not in message
+
+
+def test_a_dataset_keeps_its_own_hierarchy_option(with_halves):
+    config = resolve(with_halves, sets=["dataset.name=cub", "dataset.root=/data/cub", "dataset.hierarchy=flat"])
+    assert selected_hierarchy(config["dataset"], with_halves) is None
+    assert dataset_options(config, with_halves)["hierarchy"] == "flat"
+    chosen = resolve(with_halves, sets=["dataset.name=cub", "dataset.root=/data/cub", "dataset.hierarchy=cub"])
+    assert selected_hierarchy(chosen["dataset"], with_halves) == ("cub", {})
+    assert "hierarchy" not in dataset_options(chosen, with_halves)

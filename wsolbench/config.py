@@ -3,17 +3,29 @@
 A config is a nested dict. The component sections (``method``, ``backbone``, ``head``,
 ``dataset``) hold a ``name`` plus that component's declared options (the keyword-only
 arguments of its factory); ``train`` and ``eval`` hold the runner's settings. Every key
-is checked: an unknown key or a value of the wrong type is a one-line
-:class:`~wsolbench.errors.UsageError` naming the key and the allowed keys.
+is checked: an unknown key, a value of the wrong type or a number outside its range
+(:data:`RANGES`) is a one-line :class:`~wsolbench.errors.UsageError` naming the key and
+what is allowed.
+
+The ``dataset`` section also takes ``hierarchy``, handled by the core for every dataset:
+the name of a registered hierarchy (``wsolbench list hierarchies``), or a mapping with its
+``name`` and options (``{name: imagenet, levels: group_le10}``). It replaces the dataset's
+own class hierarchy (fine class ``i`` of the hierarchy is label ``i`` of the dataset; the
+fine class counts must agree). Any other value goes to a dataset that declares a
+``hierarchy`` option of its own (``flat``, a YAML path).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import math
+import re
 import types
 import typing
+import warnings
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,15 +51,15 @@ DEFAULTS: dict[str, Any] = {
         "weight_decay": 5e-4,
         "lr_decay_epochs": [80],
         "lr_decay": 0.1,
-        "workers": 0,
+        "workers": 0,  # DataLoader processes; null: chosen at run time (0 on CPU, more on CUDA)
         "log_every": 20,
     },
     "eval": {
         "batch_size": 64,
         "cam_curve_interval": 0.01,
-        "cam_threshold": None,  # None: report the localization errors at the best threshold
-        "save_level_maps": True,
-        "save_k_maps": True,
+        "cam_threshold": None,  # a number in [0, 1), null/best (best on the evaluated split) or val (chosen on val)
+        "splits": ["test"],  # the evaluated splits: test, optionally val (wsolbench.evaluate.EvalSettings)
+        "save_maps": True,  # store the method's extra maps (per level, per k) in the cache
     },
     "seed": 0,
     "device": "auto",
@@ -56,13 +68,97 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+@dataclass(frozen=True)
+class Range:
+    """The valid values of a numeric config key.
+
+    Attributes:
+        kind: ``int`` or ``float`` (a float key accepts ints too; never bools).
+        bounds: ``">= 1"``, ``"> 0"`` or an interval such as ``"[0, 1)"``.
+        null: What ``null`` means where it is allowed (empty: not allowed).
+        each: The value is a list and every item must be in range.
+        names: Words also accepted instead of a number (any case).
+    """
+
+    kind: type
+    bounds: str
+    null: str = ""
+    each: bool = False
+    names: tuple[str, ...] = ()
+
+    def contains(self, value: Any) -> bool:
+        """Is ``value`` (one number, not a list) of the right kind, finite and within the bounds, or a name?"""
+        if isinstance(value, str):
+            return value.strip().lower() in self.names
+        if isinstance(value, bool) or not isinstance(value, int if self.kind is int else (int, float)):
+            return False
+        if not math.isfinite(value):
+            return False
+        if self.bounds[0] in "[(":
+            low, high = (float(part) for part in self.bounds[1:-1].split(","))
+            above = value >= low if self.bounds[0] == "[" else value > low
+            below = value <= high if self.bounds[-1] == "]" else value < high
+            return above and below
+        operator, limit = self.bounds.split()
+        return value >= float(limit) if operator == ">=" else value > float(limit)
+
+    def describe(self) -> str:
+        """``"an int >= 1"``, ``"a number in [0, 1) or null (the best threshold)"``, ..."""
+        what = ("ints" if self.each else "an int") if self.kind is int else ("numbers" if self.each else "a number")
+        where = f"in {self.bounds}" if self.bounds[0] in "[(" else self.bounds
+        text = f"a list of {what} {where}" if self.each else f"{what} {where}"
+        text += "".join(f", {name}" for name in self.names)
+        return f"{text} or null ({self.null})" if self.null else text
+
+
+#: The valid range of every numeric key of the run config, checked by :func:`validate`.
+RANGES: dict[str, Range] = {
+    "train.epochs": Range(int, ">= 1"),
+    "train.batch_size": Range(int, ">= 1"),
+    "train.lr": Range(float, "> 0"),
+    "train.head_lr_mult": Range(float, "> 0"),
+    "train.momentum": Range(float, "[0, 1)"),
+    "train.weight_decay": Range(float, ">= 0"),
+    "train.lr_decay_epochs": Range(int, ">= 1", each=True),
+    "train.lr_decay": Range(float, "(0, 1]"),
+    "train.workers": Range(int, ">= 0", null="chosen at run time"),
+    "train.log_every": Range(int, ">= 1"),
+    "eval.batch_size": Range(int, ">= 1"),
+    "eval.cam_curve_interval": Range(float, "(0, 1)"),
+    "eval.cam_threshold": Range(float, "[0, 1)", null="best", names=("best", "val")),
+    "seed": Range(int, "[0, 4294967296)"),
+}
+
+#: Old keys still accepted (with a FutureWarning): old dotted key -> the key it became.
+#: Both are booleans; an old key set to false makes the new one false.
+DEPRECATED_KEYS: dict[str, str] = {
+    "eval.save_level_maps": "eval.save_maps",
+    "eval.save_k_maps": "eval.save_maps",
+}
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that ``1e-3`` is a float (PyYAML's YAML 1.1 reads a string)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def _load_yaml_text(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 def parse_set(assignment: str) -> tuple[list[str], Any]:
     """``"method.k=4"`` -> ``(["method", "k"], 4)``; the value is parsed as YAML."""
     key, sep, raw = assignment.partition("=")
     if not sep or not key.strip():
         raise UsageError(f"--set {assignment!r}: expected KEY=VALUE with a dotted key, e.g. --set train.epochs=5")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = _load_yaml_text(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
     return key.strip().split("."), value
@@ -96,7 +192,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise UsageError(f"config file {str(path)!r} does not exist: check the path given to --config")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = _load_yaml_text(path.read_text())
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -149,9 +245,40 @@ def resolve(
     user = _shorthand(user)
     dataset_name = (user.get("dataset") or {}).get("name", DEFAULTS["dataset"]["name"])
     preset = getattr(registry.get("datasets", dataset_name).factory, "train_preset", {})
-    config = merge(merge(DEFAULTS, preset), user)
+    config = upgrade_deprecated(merge(merge(DEFAULTS, preset), user))
     validate(config, registry)
     return config
+
+
+def upgrade_deprecated(config: Mapping[str, Any], *, warn: bool = True) -> dict[str, Any]:
+    """A copy of ``config`` with the :data:`DEPRECATED_KEYS` replaced by the keys they became.
+
+    Args:
+        config: A config (the user's, or one stored with an older run).
+        warn: Emit one :class:`FutureWarning` per old key found.
+
+    Raises:
+        UsageError: An old key holds something other than a boolean.
+    """
+    out = copy.deepcopy(dict(config))
+    for old, new in DEPRECATED_KEYS.items():
+        section, key = old.split(".")
+        values = out.get(section)
+        if not isinstance(values, dict) or key not in values:
+            continue
+        value = values.pop(key)
+        if not isinstance(value, bool):
+            raise UsageError(f"config key {old!r} must be of type bool, got {value!r}; better, use {new!r}")
+        if warn:
+            warnings.warn(
+                f"config key {old!r} is deprecated and will be removed: use {new!r} instead",
+                FutureWarning,
+                stacklevel=3,
+            )
+        new_section, new_key = new.split(".")
+        target = out.setdefault(new_section, {})
+        target[new_key] = target.get(new_key, True) and value
+    return out
 
 
 def _annotation_ok(value: Any, annotation: Any) -> bool:
@@ -173,8 +300,10 @@ def _annotation_ok(value: Any, annotation: Any) -> bool:
 
 
 def _type_ok(value: Any, default: Any) -> bool:
-    if default is None or value is None:
+    if default is None:
         return True
+    if value is None:  # null only where the default is null (or the annotation allows None)
+        return False
     if isinstance(default, bool):
         return isinstance(value, bool)
     if isinstance(default, float):
@@ -200,6 +329,8 @@ def _check_keys(
             raise UsageError(
                 f"config key {dotted!r} is a section; set its keys, e.g. {dotted}.{next(iter(default), 'name')}=..."
             )
+        if dotted in RANGES:  # its Range checks the type too
+            continue
         annotation = (types or {}).get(key)
         fits = _annotation_ok(value, annotation) if annotation is not None else _type_ok(value, default)
         if not isinstance(default, dict) and not fits:
@@ -214,15 +345,80 @@ def _type_name(annotation: Any, default: Any) -> str:
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
+def _check_ranges(config: Mapping[str, Any]) -> None:
+    for dotted, valid in RANGES.items():
+        node: Any = config
+        for part in dotted.split("."):
+            node = node.get(part) if isinstance(node, Mapping) else None
+        value = node
+        if value is None and valid.null:
+            continue
+        items = value if valid.each and isinstance(value, (list, tuple)) else [value]
+        if (valid.each and not isinstance(value, (list, tuple))) or not all(valid.contains(v) for v in items):
+            raise UsageError(f"config key {dotted!r} must be {valid.describe()}, got {value!r}")
+
+
 def validate(config: Mapping[str, Any], registry: Registry) -> None:
-    """Raise :class:`UsageError` on the first unknown key or wrongly typed value."""
+    """Raise :class:`UsageError` on the first unknown key, wrongly typed value or number out of range."""
     _check_keys("", config, DEFAULTS)
     for section in ("train", "eval"):
         _check_keys(section, config[section], DEFAULTS[section])
+    _check_ranges(config)
     for section, kind in COMPONENT_SECTIONS.items():
         values = dict(config[section])
         component = registry.get(kind, str(values.pop("name", "")))
+        if section == "dataset":
+            _check_hierarchy(values, component, registry)
         _check_keys(section, values, {"name": "", **component.options}, component.option_types)
+
+
+def selected_hierarchy(dataset_section: Mapping[str, Any], registry: Registry) -> tuple[str, dict[str, Any]] | None:
+    """The registered hierarchy that ``dataset.hierarchy`` selects, as ``(name, options)``.
+
+    None: the key is absent, null, or a value for the dataset's own ``hierarchy`` option
+    (anything that is neither a mapping nor a registered hierarchy's name).
+    """
+    value = dataset_section.get("hierarchy")
+    if isinstance(value, Mapping):
+        return str(value.get("name", "")), {key: v for key, v in value.items() if key != "name"}
+    if isinstance(value, str) and value.lower() in registry.names("hierarchies"):
+        return value, {}
+    return None
+
+
+def _check_hierarchy(values: dict[str, Any], dataset: Any, registry: Registry) -> None:
+    """Validate ``dataset.hierarchy`` and remove it from ``values`` unless it is the dataset's own option."""
+    if "hierarchy" not in values:
+        return
+    choice = selected_hierarchy(values, registry)
+    if choice is not None:
+        values.pop("hierarchy")
+        name, options = choice
+        try:
+            hierarchy = registry.get("hierarchies", name)
+        except UsageError as error:
+            raise UsageError(f"dataset.hierarchy: {error}") from None
+        _check_keys("dataset.hierarchy", options, {"name": "", **hierarchy.options}, hierarchy.option_types)
+    elif "hierarchy" not in dataset.options:
+        value = values.pop("hierarchy")
+        if value is not None:
+            try:
+                registry.get("hierarchies", str(value))
+            except UsageError as error:
+                raise UsageError(
+                    f"dataset.hierarchy: {error}; dataset {dataset.name!r} has no hierarchy option of its own"
+                ) from None
+
+
+def dataset_options(config: Mapping[str, Any], registry: Registry) -> dict[str, Any]:
+    """The dataset factory's keyword arguments: the section's options less the core's ``hierarchy``."""
+    options = component_options(config, "dataset")
+    if "hierarchy" in options and (
+        selected_hierarchy(config["dataset"], registry) is not None
+        or "hierarchy" not in registry.get("datasets", config["dataset"]["name"]).options
+    ):
+        del options["hierarchy"]
+    return options
 
 
 def component_options(config: Mapping[str, Any], section: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 
-from wsolbench.config import component_options
+from wsolbench.config import component_options, dataset_options, selected_hierarchy
 from wsolbench.data import collate_samples
 from wsolbench.errors import UsageError, WsolbenchError
 from wsolbench.events import EventLog
@@ -43,8 +43,24 @@ class Parts:
 
 
 def build_dataset(config: dict[str, Any], registry: Registry, split: str) -> WSOLDataset:
-    """The configured dataset's ``split``."""
-    return registry.build("datasets", config["dataset"]["name"], split=split, **component_options(config, "dataset"))
+    """The configured dataset's ``split``; a registered hierarchy selected by ``dataset.hierarchy`` replaces its own.
+
+    Raises:
+        UsageError: The selected hierarchy's fine class count differs from the dataset's.
+    """
+    name = config["dataset"]["name"]
+    dataset = registry.build("datasets", name, split=split, **dataset_options(config, registry))
+    choice = selected_hierarchy(config["dataset"], registry)
+    if choice is not None:
+        hierarchy = registry.build("hierarchies", choice[0], **choice[1])
+        fine, expected = hierarchy.num_classes[-1], dataset.hierarchy.num_classes[-1]
+        if fine != expected:
+            raise UsageError(
+                f"dataset.hierarchy={choice[0]!r} has {fine} fine classes ({hierarchy.level_names[-1]}) but dataset "
+                f"{name!r} has {expected}: pick a hierarchy of this dataset's classes (wsolbench list hierarchies)"
+            )
+        dataset.hierarchy = hierarchy
+    return dataset
 
 
 def build_parts(config: dict[str, Any], registry: Registry) -> Parts:
