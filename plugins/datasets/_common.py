@@ -117,7 +117,7 @@ def require_root(name: str, root: str | os.PathLike | None, what: str) -> Path:
         )
     path = Path(root).expanduser()
     if not path.is_dir():
-        raise WsolbenchError(
+        raise UsageError(
             f"dataset {name!r}: data root {str(path)!r} is not a folder; pass --data-root pointing at {what}"
         )
     return path
