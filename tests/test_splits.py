@@ -14,6 +14,7 @@ from wsolbench.errors import UsageError
 from wsolbench.registry import default_registry
 from wsolbench_plugins.datasets._common import per_class_subset
 from wsolbench_plugins.datasets.cub import load_cub
+from wsolbench_plugins.datasets.folder import load_folder
 from wsolbench_plugins.datasets.ilsvrc import load_ilsvrc
 
 # --------------------------------------------------------------------------- CUB, wsolevaluation's metadata
@@ -211,6 +212,26 @@ def test_ilsvrc_val_cap_per_class(imagenet):
     for bad in (-1, 2.5, "3"):
         message = error_of(lambda b=bad: load_ilsvrc(split="val", root=str(imagenet), val_per_class=b), UsageError)
         assert message.startswith("dataset 'ilsvrc': val_per_class=") and "integer >= 0" in message
+
+
+# --------------------------------------------------------------------------- folder
+
+
+def test_folder_val_rows_and_cap(tmp_path):
+    rows = ["image,label,x0,y0,x1,y1,split"]
+    for k, (label, split) in enumerate([("a", "train"), ("a", "val"), ("a", "val"), ("a", "val"), ("b", "val")]):
+        make_image(tmp_path / f"{k}.png", (20, 20), (2, 2, 9, 9))
+        rows.append(f"{k}.png,{label},2,2,9,9,{split}")
+    rows.append("5.png,b,,,,,val")  # a val image needs a box
+    make_image(tmp_path / "5.png", (20, 20), (2, 2, 9, 9))
+    (tmp_path / "annotations.csv").write_text("\n".join(rows[:-1]) + "\n")
+    val = load_folder(split="val", root=str(tmp_path))
+    assert val.image_ids == ["1.png", "2.png", "3.png", "4.png"] and all(len(r.boxes) == 1 for r in val.records)
+    capped = load_folder(split="val", root=str(tmp_path), val_per_class=2)
+    assert [r.label for r in capped.records].count(0) == 2 and capped.image_ids[-1] == "4.png"
+    assert load_folder(split="train", root=str(tmp_path), val_per_class=1).image_ids == ["0.png"]
+    (tmp_path / "annotations.csv").write_text("\n".join(rows) + "\n")
+    assert "val image '5.png' has no box" in error_of(lambda: load_folder(split="val", root=str(tmp_path)))
 
 
 # --------------------------------------------------------------------------- all datasets
