@@ -5,6 +5,7 @@ Private to ``wsolbench_plugins.methods`` (not an entry point, registers nothing)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -20,6 +21,17 @@ def check_int(method: str, option: str, value: object, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise UsageError(f"method {method!r}: {option} must be an integer >= {minimum}, not {value!r}")
     return value
+
+
+def check_float(
+    method: str, option: str, value: object, low: float, high: float = math.inf, *, low_open: bool = False
+) -> float:
+    """``value`` as a float in ``[low, high]`` (``(low, high]`` with ``low_open``), else a one-line :class:`UsageError`."""
+    number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    if not math.isfinite(number) or not (low < number if low_open else low <= number) or not number <= high:
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if math.isinf(high) else ']'}"
+        raise UsageError(f"method {method!r}: {option} must be a number in {interval}, not {value!r}")
+    return number
 
 
 def deepest_levels(feature_info: Sequence[FeatureLevel], count: int) -> list[int]:
