@@ -51,7 +51,7 @@ DEFAULTS: dict[str, Any] = {
         "weight_decay": 5e-4,
         "lr_decay_epochs": [80],
         "lr_decay": 0.1,
-        "workers": 0,  # DataLoader processes; null: chosen at run time (0 on CPU, more on CUDA)
+        "workers": None,  # DataLoader processes; null: chosen at run time (0 on CPU, up to 8 on CUDA)
         "log_every": 20,
     },
     "eval": {

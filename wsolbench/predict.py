@@ -16,7 +16,7 @@ from wsolbench.cache import CacheMeta, CacheWriter
 from wsolbench.data import Batch, collate_samples
 from wsolbench.metrics import normalize_scoremap
 from wsolbench.model import WSOLModel
-from wsolbench.runtime import Runtime, autocast
+from wsolbench.runtime import Runtime, autocast, loader_workers
 from wsolbench.specs import WSOLDataset, minmax_normalize
 
 
@@ -86,12 +86,12 @@ def iterate_predictions(
         batch_size=evaluation["batch_size"],
         shuffle=False,
         collate_fn=collate_samples,
-        num_workers=config["train"]["workers"],
+        num_workers=loader_workers(config["train"]["workers"], runtime),
         pin_memory=runtime.device.type == "cuda",
     )
     model.eval()
     for batch in loader:
-        yield predict_batch(model, batch, runtime, amp=bool(config["amp"]), save_maps=evaluation.get("save_maps", True))
+        yield predict_batch(model, batch, runtime, amp=bool(config["amp"]), save_maps=evaluation["save_maps"])
 
 
 def write_cache(

@@ -77,3 +77,19 @@ def shutdown(runtime: Runtime) -> None:
     """Leave the process group, if any."""
     if runtime.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+#: Loader processes per GPU process when ``train.workers`` is null on CUDA.
+MAX_AUTO_WORKERS = 8
+
+
+def loader_workers(requested: int | None, runtime: Runtime) -> int:
+    """DataLoader worker processes: ``requested``, or when it is None, 0 on CPU (deterministic
+    and fastest for the tiny CPU configs) and on CUDA the CPU cores shared among this machine's
+    processes, at most :data:`MAX_AUTO_WORKERS` (decoding JPEGs is what feeds a GPU)."""
+    if requested is not None:
+        return requested
+    if runtime.device.type != "cuda":
+        return 0
+    local_processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(1, min(MAX_AUTO_WORKERS, (os.cpu_count() or 1) // local_processes - 1))

@@ -23,7 +23,7 @@ from wsolbench.model import WSOLModel
 from wsolbench.progress import Progress
 from wsolbench.registry import Registry
 from wsolbench.rundir import CHECKPOINT_FILENAME
-from wsolbench.runtime import Runtime, autocast, seed_everything
+from wsolbench.runtime import Runtime, autocast, loader_workers, seed_everything
 from wsolbench.specs import WSOLDataset, backbone_normalization
 
 CHECKPOINT = CHECKPOINT_FILENAME  # the run directory layout lives in wsolbench.rundir
@@ -112,7 +112,7 @@ def make_train_loader(parts: Parts, config: dict[str, Any], runtime: Runtime) ->
         batch_size=batch_size // runtime.world_size,
         sampler=sampler,
         drop_last=True,
-        num_workers=config["train"]["workers"],
+        num_workers=loader_workers(config["train"]["workers"], runtime),
         pin_memory=runtime.device.type == "cuda",
         collate_fn=collate_samples,
         worker_init_fn=functools.partial(_seed_worker, config["seed"]),
