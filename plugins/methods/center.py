@@ -52,8 +52,9 @@ class CenterGaussian(Method):
         sigma: Standard deviation as a fraction of the image side (default 0.25). A thresholded
             isotropic Gaussian is a disc whatever ``sigma``, and PxAP only ranks pixels, so
             ``sigma`` moves the best threshold, not the best box: MaxBoxAcc and PxAP barely
-            change with it (only through the uint8 quantisation of the cached maps). Choe et al.
-            do not state the value they used in the sources checked for this library.
+            change with it (only through the threshold grid's spacing and the uint8 quantisation
+            of the cached maps). The sources checked for this library do not give the value
+            Choe et al. used.
     """
 
     table_rank = 100
