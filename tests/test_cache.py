@@ -345,9 +345,7 @@ def test_wrong_schema_version(tmp_path: Path) -> None:
     path = write(tmp_path / "cache.h5", make_data())
     with h5py.File(path, "a") as f:
         f.attrs["schema_version"] = 0
-    one_line_error(
-        path, "written by cache schema 0, this wsolbench", "reads schemas 1, 2", "re-run `wsolbench eval`"
-    )
+    one_line_error(path, "written by cache schema 0, this wsolbench", "reads schemas 1, 2", "re-run `wsolbench eval`")
 
 
 def test_missing_dataset(tmp_path: Path) -> None:
@@ -451,3 +449,64 @@ def test_bad_batches_are_rejected_before_anything_is_written(tmp_path: Path) -> 
         writer.write_batch(**data)
     with read_cache(path) as cache:
         np.testing.assert_array_equal(cache.fused_gt[:], data["fused_gt"])
+
+
+def test_eval_settings_and_the_data_folder_do_not_change_the_hash() -> None:
+    digest = config_hash(CONFIG)
+    evaluated_otherwise = {
+        **CONFIG,
+        "dataset": {**CONFIG["dataset"], "root": "/data/moved/here"},
+        "eval": {"cam_threshold": 0.2, "cam_curve_interval": 0.001, "batch_size": 7, "splits": ["test", "val"]},
+    }
+    assert config_hash(evaluated_otherwise) == digest  # the same trained model: the same run folder
+    assert config_hash({k: v for k, v in CONFIG.items() if k != "eval"}) == digest
+    # only the top-level eval section and dataset.root go: same-named options elsewhere count
+    assert config_hash({**CONFIG, "method": {**CONFIG["method"], "eval": 1}}) != digest
+    assert config_hash({**CONFIG, "backbone": {**CONFIG["backbone"], "root": "/x"}}) != digest
+    # the training data's fingerprint stands in for its folder
+    assert config_hash(CONFIG, dataset_fingerprint="aa") == config_hash(evaluated_otherwise, dataset_fingerprint="aa")
+    assert config_hash(CONFIG, dataset_fingerprint="aa") != config_hash(CONFIG, dataset_fingerprint="ab")
+    assert config_hash(CONFIG, dataset_fingerprint="aa") != digest
+
+
+class _Opaque:
+    """A dataset that can only be read item by item (no ``image_ids`` / ``labels``)."""
+
+    def __init__(self, dataset):
+        self.dataset, self.hierarchy = dataset, dataset.hierarchy
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        return self.dataset[index]
+
+
+def test_dataset_fingerprint_names_the_items_not_the_folder(registry) -> None:
+    from wsolbench.cache import dataset_fingerprint
+
+    def synthetic(**options):
+        return registry.build("datasets", "synthetic", split="train", **{"num_train": 40, "image_size": 32, **options})
+
+    data = synthetic()
+    digest = dataset_fingerprint(data)
+    assert len(digest) == 64 and digest == dataset_fingerprint(_Opaque(data))  # the cheap path = reading every item
+    assert dataset_fingerprint(synthetic(root="/anywhere")) == digest
+    assert dataset_fingerprint(synthetic(num_train=41)) != digest  # one more image
+    assert dataset_fingerprint(synthetic(orders=2)) != digest  # another hierarchy (and labels)
+    assert (
+        dataset_fingerprint(registry.build("datasets", "synthetic", split="val", num_val=40, image_size=32)) != digest
+    )
+
+    from wsolbench.specs import Hierarchy
+    from wsolbench_plugins.datasets._common import BoxDataset, Record
+
+    def boxes(root: str, labels: list[int]) -> BoxDataset:
+        records = [
+            Record(f"im{i}.jpg", Path(root), label, np.zeros((1, 4)), "list.csv", i) for i, label in enumerate(labels)
+        ]
+        return BoxDataset("folder", "train", records, Hierarchy.flat(["a", "b"]), resize=8, crop=8)
+
+    moved = boxes("/old", [0, 1, 1])
+    assert dataset_fingerprint(moved) == dataset_fingerprint(boxes("/new/place", [0, 1, 1]))
+    assert dataset_fingerprint(moved) != dataset_fingerprint(boxes("/old", [0, 1, 0]))  # a relabelled image

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -237,3 +238,129 @@ def test_cache_and_in_memory_metrics_choose_the_same_operating_threshold(tmp_pat
     assert metrics["loc_err_top5"] == pytest.approx(reference.top5_loc_error, abs=1e-9)
     assert metrics["gt_known_loc"] == pytest.approx(reference.gt_known_loc, abs=1e-9)
     assert metrics["num_classes"] == C
+
+
+# -- selection on val, evaluation settings of a run directory ----------------------------
+
+
+def banded_map(halo: float, core: tuple[slice, slice], hot: tuple[slice, slice] | None = None) -> np.ndarray:
+    """``halo`` everywhere, ``1.0`` on ``core``, optionally a 1.0 ``hot`` spot elsewhere, one 0 pixel."""
+    m = np.full((S, S), halo, dtype=np.float32)
+    m[core] = 1.0 if hot is None else 0.6
+    if hot is not None:
+        m[hot] = 1.0
+    m[0, S - 1] = 0.0
+    return m
+
+
+ON_GT = (slice(5, 10), slice(5, 10))
+# right from t = 0.60 on: below it the 0.6 halo (u = 153) makes the whole image one region
+LATE = banded_map(0.6, ON_GT)
+# right below t = 0.60: the 0.6 object is the largest region; from 0.60 on only the 3x3 hot spot is left
+EARLY = banded_map(0.0, ON_GT, hot=(slice(0, 3), slice(0, 3)))
+# right from t = 0.30 on (the halo of square_map)
+MIDDLE = GOOD
+
+
+def write_split(path: Path, maps: list[np.ndarray], split: str, config: dict) -> None:
+    """A cache of ``maps`` (GT-class = predicted-class map), every image classified right."""
+    meta = CacheMeta(method="cam", backbone="x", dataset="toy", config=config, split=split)
+    with CacheWriter(path, meta=meta, num_images=len(maps), map_size=(S, S), num_classes=C) as writer:
+        for i, m in enumerate(maps):
+            writer.write_batch(
+                image_ids=[f"{split}/{i}"],
+                labels=[i % C],
+                logits=logits_ranking([i % C, *[c for c in range(C) if c != i % C]])[None],
+                fused_pred=m[None],
+                fused_gt=m[None],
+                boxes=[GT_BOX],
+            )
+
+
+def toy_run(root: Path, *, eval_section: dict | None = None, val: bool = True) -> Path:
+    """A run folder: val maps that localize from t = 0.60 on, test maps that mostly stop there."""
+    config = {"method": {"name": "cam"}, "seed": 0, "eval": eval_section or {}}
+    root.mkdir(parents=True)
+    write_split(root / "cache.h5", [EARLY, EARLY, EARLY, MIDDLE], "test", config)
+    if val:
+        write_split(root / "cache-val.h5", [LATE, LATE], "val", config)
+    return root
+
+
+def test_threshold_chosen_on_val_is_applied_to_test(tmp_path: Path) -> None:
+    from wsolbench.evaluate import EvalSettings, evaluate_run
+
+    run = toy_run(tmp_path / "run")
+    on_test = evaluate_run(run, EvalSettings.from_config({"cam_threshold": "best"}))
+    # test's own best: from 0.30 every map is right (EARLY until 0.60, MIDDLE from 0.30); lowest on ties
+    assert on_test["cam_threshold"] == pytest.approx(0.30) and on_test["cam_threshold_from"] == "test"
+    assert (on_test["gt_known_loc"], on_test["loc_err_top1"], on_test["loc_err_top5"]) == (100.0, 0.0, 0.0)
+    assert "val" not in on_test and on_test["split"] == "test"
+
+    on_val = evaluate_run(run, EvalSettings.from_config({"cam_threshold": "val"}))
+    # val's best is 0.60 (LATE is right only there and above); at 0.60 only MIDDLE of test is right
+    assert on_val["val"]["cam_threshold"] == pytest.approx(0.60) and on_val["val"]["gt_known_loc"] == 100.0
+    assert on_val["cam_threshold"] == pytest.approx(0.60) and on_val["cam_threshold_from"] == "val"
+    assert (on_val["gt_known_loc"], on_val["loc_err_top1"], on_val["loc_err_top5"]) == (25.0, 75.0, 75.0)
+    assert on_val["maxboxacc"] == on_test["maxboxacc"] == 100.0  # threshold-free numbers do not move
+    assert on_val["eval"] == {"cam_threshold": "val", "cam_curve_interval": 0.01, "splits": ["test", "val"]}
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved == on_val  # what was computed is what was saved
+
+    fixed = evaluate_run(run, EvalSettings.from_config({"cam_threshold": 0.7, "splits": ["test", "val"]}))
+    assert fixed["cam_threshold_from"] == "fixed" and fixed["val"]["cam_threshold_from"] == "fixed"
+    assert fixed["cam_threshold"] == fixed["val"]["cam_threshold"] == pytest.approx(0.7)
+
+
+def test_val_settings_without_a_val_cache_are_one_line_errors(tmp_path: Path) -> None:
+    from wsolbench.evaluate import EvalSettings, evaluate_run
+
+    run = toy_run(tmp_path / "run", val=False)
+    with pytest.raises(UsageError, match=r"has no cache-val\.h5 .*eval\.splits=\[test, val\]"):
+        evaluate_run(run, EvalSettings.from_config({"cam_threshold": "val"}))
+    for bad, needle in [
+        ({"cam_threshold": "vall"}, "'eval.cam_threshold' must be a number in [0, 1)"),
+        ({"cam_threshold": 1.0}, "'eval.cam_threshold' must be a number in [0, 1)"),
+        ({"cam_curve_interval": 0}, "'eval.cam_curve_interval' must be a number in (0, 1)"),
+        ({"splits": ["val"]}, "'eval.splits' must list test"),
+        ({"splits": ["train", "test"]}, "'eval.splits' must list test"),
+    ]:
+        with pytest.raises(UsageError) as error:
+            EvalSettings.from_config(bad)
+        assert needle in str(error.value) and "\n" not in str(error.value)
+
+
+def test_eval_command_applies_settings_from_the_cache(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from wsolbench.cli.main import main
+
+    run = toy_run(tmp_path / "runs" / "a", eval_section={"cam_curve_interval": 0.01})
+    assert main(["eval", str(run)]) == 0  # the run's own settings: best on test
+    first = json.loads((run / "metrics.json").read_text())
+    assert first["eval"]["cam_threshold"] == "best" and first["cam_threshold"] == pytest.approx(0.30)
+    out = capsys.readouterr().out
+    assert "on the test split itself (the older papers' protocol" in out
+
+    assert main(["eval", str(run / "cache.h5"), "--cam-threshold", "val", "--set", "eval.cam_curve_interval=0.05"]) == 0
+    second = json.loads((run / "metrics.json").read_text())
+    assert second["eval"] == {"cam_threshold": "val", "cam_curve_interval": 0.05, "splits": ["test", "val"]}
+    assert second["cam_threshold"] == pytest.approx(0.60) and second["gt_known_loc"] == 25.0
+    assert "chosen on" not in capsys.readouterr().out.splitlines()[0]  # one run: said in the note, not a column
+
+    other = toy_run(tmp_path / "runs" / "b")
+    assert main(["eval", str(other)]) == 0
+    capsys.readouterr()
+    assert main(["table", str(tmp_path / "runs"), "--no-group"]) == 0
+    table = capsys.readouterr().out
+    header = table.splitlines()[0]
+    assert "CAM threshold" in header and "grid" in header  # the rows were evaluated differently: marked
+    assert "chosen on val" in table and "best on test" in table and "Rows were evaluated differently" in table
+
+    for args, needle in [
+        (["--set", "train.lr=0.1"], "eval changes evaluation settings only"),
+        (["--set", "eval.save_maps=false"], "eval.save_maps cannot change from the cache"),
+        (["--cam-threshold", "2"], "'eval.cam_threshold' must be a number in [0, 1)"),
+    ]:
+        assert main(["eval", str(run), *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert needle in err and "\n" not in err
+    assert json.loads((run / "metrics.json").read_text()) == second  # a rejected eval changes nothing

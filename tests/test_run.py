@@ -182,3 +182,59 @@ def test_two_process_gloo_ddp_matches_a_single_process_run(tmp_path):
         if isinstance(value, float):
             tolerance = 0.5 if key == "pxap" else 100 / 24 + 1e-6
             assert abs(ddp_metrics[key] - value) <= tolerance, (key, value, ddp_metrics[key])
+
+
+def test_eval_settings_reuse_the_trained_model(tmp_path):
+    base = ["run", "--method", "cam", "--epochs", "1", *TINY, "--set", "dataset.num_val=24"]
+    assert main([*base, "--out", str(tmp_path / "a")]) == 0
+    run_dir = only_run(tmp_path / "a")
+
+    def stamps() -> dict[str, int]:
+        return {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir() if p.suffix in (".pt", ".h5", ".json")}
+
+    trained = stamps()
+    # another grid and eval batch size: the same run folder, re-evaluated from the cache only
+    assert (
+        main(
+            [*base, "--out", str(tmp_path / "a"), "--set", "eval.cam_curve_interval=0.05", "--set", "eval.batch_size=5"]
+        )
+        == 0
+    )
+    assert only_run(tmp_path / "a") == run_dir
+    regridded = stamps()
+    assert {k: v for k, v in regridded.items() if k != "metrics.json"} == {
+        k: v for k, v in trained.items() if k != "metrics.json"
+    }
+    assert metrics_of(tmp_path / "a")["eval"]["cam_curve_interval"] == 0.05
+    # the same again, and a moved data folder: nothing to do at all
+    assert (
+        main([*base, "--out", str(tmp_path / "a"), "--set", "eval.cam_curve_interval=0.05", "--set", "dataset.root=/x"])
+        == 0
+    )
+    assert stamps() == regridded
+    # the threshold chosen on val: val is predicted with the trained model, test's cache and the checkpoint stay
+    assert main([*base, "--out", str(tmp_path / "a"), "--set", "eval.cam_threshold=val"]) == 0
+    after = stamps()
+    assert after["checkpoint.pt"] == trained["checkpoint.pt"] and after["cache.h5"] == trained["cache.h5"]
+    reused = metrics_of(tmp_path / "a")
+    assert "cache-val.h5" in after and reused["cam_threshold_from"] == "val"
+    assert reused["cam_threshold"] == reused["val"]["cam_threshold"]
+    # ... and equals a run that asked for it from the start
+    assert main([*base, "--out", str(tmp_path / "b"), "--set", "eval.cam_threshold=val"]) == 0
+    assert metrics_of(tmp_path / "b") == reused
+    # a test cache written for other data (its split's fingerprint) is predicted again, not retrained
+    import h5py
+
+    with h5py.File(run_dir / "cache.h5", "a") as f:
+        extra = json.loads(f.attrs["extra"])
+        f.attrs["extra"] = json.dumps({**extra, "data_fingerprint": "0" * 64})
+    assert main([*base, "--out", str(tmp_path / "a"), "--set", "eval.cam_threshold=val"]) == 0
+    again = stamps()
+    assert again["checkpoint.pt"] == trained["checkpoint.pt"] and again["cache-val.h5"] == after["cache-val.h5"]
+    assert again["cache.h5"] != after["cache.h5"] and metrics_of(tmp_path / "a") == reused
+
+
+def test_bad_eval_splits_are_one_line(tmp_path):
+    result = run_cli("run", *TINY, "--set", "eval.splits=[test,vals]", "--out", str(tmp_path))
+    assert result.returncode == 2 and "'eval.splits' must list test" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

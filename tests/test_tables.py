@@ -206,3 +206,104 @@ def test_run_paths_resolve_to_run_folders_or_fail_with_the_fix(tmp_path) -> None
         resolve_run_dir(other)
     with pytest.raises(UsageError, match=r"is not a run directory \(no cache\.h5\)"):
         resolve_run_dir(tmp_path)
+
+
+def evaluated(rows: list[dict], **protocol) -> list[dict]:
+    """Rows as evaluate_run describes them: split, threshold origin and grid step."""
+    base = {"split": "test", "cam_threshold_from": "test", "cam_curve_interval": 0.01}
+    return [{**r, **base, **protocol} for r in rows]
+
+
+def test_rows_evaluated_alike_get_one_note_saying_how() -> None:
+    table = build_table(evaluated(ROWS))
+    headers, body = table
+    assert "CAM threshold" not in headers and "split" not in headers and len(body) == 3
+    assert table.notes == [
+        "Test split. Top-1/Top-5 Loc Err and GT-known Loc at the CAM threshold with the lowest Top-1 Loc Err on the "
+        "test split itself (the older papers' protocol; --set eval.cam_threshold=val chooses it on val); MaxBoxAcc "
+        "and MaxBoxAccV2 at their own best thresholds, PxAP over all, on a threshold grid of step 0.01."
+    ]
+    text = render_table(table, fmt="github")
+    assert text.endswith("\n\n" + table.notes[0] + "\n")
+    assert render_table(table, fmt="latex").endswith("\\end{tabular}\n% " + table.notes[0] + "\n")
+    assert table.notes[0] not in render_table(table, fmt="csv")
+    on_val = build_table(evaluated(ROWS, cam_threshold_from="val"))
+    assert "on the val split (Choe et al., CVPR 2020)" in on_val.notes[0]
+    fixed = build_table(evaluated(DANET, cam_threshold_from="fixed"))  # DANET's rows were taken at 0.2
+    assert "Loc at the CAM threshold 0.2 (fixed);" in fixed.notes[0]
+    assert build_table(ROWS).notes == []  # rows that do not say how they were evaluated: no claim
+
+
+def test_rows_evaluated_differently_are_marked_and_never_averaged() -> None:
+    rows = evaluated(DANET) + evaluated(DANET[:2], cam_threshold_from="val", cam_curve_interval=0.001)
+    table = build_table(rows)
+    headers, body = table
+    assert headers[3:5] == ["CAM threshold", "grid"]  # the parts that differ, nothing else
+    assert sorted((line[3], line[4], line[5]) for line in body) == [
+        ("best on test", "0.01", "3"),
+        ("chosen on val", "0.001", "2"),
+    ]
+    assert table.notes[0].startswith("Rows were evaluated differently (columns CAM threshold, grid)")
+    assert "split" not in headers
+    always = build_table(evaluated(ROWS), protocol_columns=True)
+    assert always[0][3:6] == ["split", "CAM threshold", "grid"]
+
+
+def test_row_notes_are_printed_once_under_the_table() -> None:
+    note = "tinycnn trained from scratch ... near chance"
+    rows = [{**r, "notes": [note]} for r in DANET] + CAM
+    table = build_table(rows)
+    assert table.notes == [note]
+    assert render_table(table).count(note) == 1
+
+
+@pytest.mark.parametrize(
+    ("config", "extra", "metrics", "shown"),
+    [
+        (
+            {"backbone": {"name": "vgg16"}, "train": {"epochs": 2}},
+            {"train_device": "cpu"},
+            {"cls_err_top1": 94.4},
+            True,
+        ),
+        (
+            {"backbone": {"name": "vgg16", "pretrained": False}, "train": {"epochs": 2}},
+            {"train_device": "cpu"},
+            {"cls_err_top1": 94.4},
+            True,
+        ),
+        (
+            {"backbone": {"name": "tinycnn"}, "train": {"epochs": 4}},
+            {"train_device": "cpu"},
+            {"cls_err_top1": 0.2},
+            False,
+        ),  # the ablation
+        (
+            {"backbone": {"name": "vgg16", "pretrained": "/w.pth"}, "train": {"epochs": 2}},
+            {"train_device": "cpu"},
+            {"cls_err_top1": 94.4},
+            False,
+        ),
+        (
+            {"backbone": {"name": "vgg16"}, "train": {"epochs": 2}},
+            {"train_device": "cuda"},
+            {"cls_err_top1": 94.4},
+            False,
+        ),
+        (
+            {"backbone": {"name": "vgg16"}, "train": {"epochs": 100}},
+            {"train_device": "cpu"},
+            {"cls_err_top1": 94.4},
+            False,
+        ),
+        ({"backbone": {"name": "vgg16"}, "train": {"epochs": 2}}, {}, {"cls_err_top1": 94.4}, False),  # unknown device
+    ],
+)
+def test_budget_note_only_for_short_from_scratch_cpu_runs_near_chance(config, extra, metrics, shown) -> None:
+    from wsolbench.results import ABLATION_COMMAND, budget_note
+
+    note = budget_note(config, extra, {**metrics, "num_classes": 36})
+    assert (note is not None) == shown
+    if shown:
+        assert "\n" not in note and ABLATION_COMMAND in note and "97.2%" in note  # guessing 35 of 36 wrong
+        assert note.startswith("vgg16 trained from scratch for 2 epochs on CPU classifies near chance")

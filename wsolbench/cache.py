@@ -50,8 +50,11 @@ READABLE_SCHEMAS = (1, 2)
 #: Name of a run's (test split) cache file inside its run directory (:mod:`wsolbench.rundir`).
 CACHE_FILENAME = _CACHE_FILENAME
 
-#: Config keys (dotted paths from the top of the config) that do not change results and
-#: are left out of :func:`config_hash`. A plain name (no dot) is dropped at every depth.
+#: Config keys that do not change the trained model and are left out of :func:`config_hash`:
+#: a dotted path (``"train.workers"``) drops that key, ``"<section>.*"`` the whole section,
+#: a plain name (no dot) the key at every depth. Evaluation settings (``eval.*``) apply when
+#: a run's caches are evaluated, and the data folder (``dataset.root``) is replaced by a
+#: fingerprint of the training split (:func:`dataset_fingerprint`), so neither retrains.
 NON_RESULT_KEYS: tuple[str, ...] = (
     "device",
     "quiet",
@@ -61,6 +64,8 @@ NON_RESULT_KEYS: tuple[str, ...] = (
     "run_dir",
     "train.workers",
     "train.log_every",
+    "eval.*",
+    "dataset.root",
 )
 
 #: Above this many classes only the top-5 predictions are stored by default, not the logits.
@@ -105,24 +110,69 @@ def _drop_keys(config: Mapping[str, Any], exclude: Iterable[str], prefix: str = 
     out = {}
     for key, value in config.items():
         dotted = f"{prefix}{key}"
-        if dotted in exclude or str(key) in plain:
+        if dotted in exclude or f"{dotted}.*" in exclude or str(key) in plain:
             continue
         out[key] = _drop_keys(value, exclude, f"{dotted}.") if isinstance(value, Mapping) else value
     return out
 
 
-def config_hash(config: Mapping[str, Any], *, exclude: Iterable[str] = NON_RESULT_KEYS) -> str:
-    """Stable sha256 (hex) of a resolved config, ignoring keys that don't change results.
+def config_hash(
+    config: Mapping[str, Any], *, exclude: Iterable[str] = NON_RESULT_KEYS, dataset_fingerprint: str | None = None
+) -> str:
+    """Stable sha256 (hex) of what a run's trained model depends on.
 
     The config is reduced to canonical JSON (keys sorted, no whitespace, tuples as lists,
-    integral floats as ints so ``1`` and ``1.0`` hash alike) after removing ``exclude``:
-    dotted paths (``"train.workers"``) remove that key; plain names (``"device"``,
-    ``"output_dir"``) remove the key at every depth. Two configs with the same hash
-    produce the same cache, so the sweep skips a run whose cache has this hash.
+    integral floats as ints so ``1`` and ``1.0`` hash alike) after removing ``exclude``
+    (see :data:`NON_RESULT_KEYS`); with ``dataset_fingerprint`` (the training split's,
+    :func:`dataset_fingerprint`) it is hashed too, under the top-level key
+    ``"dataset_fingerprint"``. Two runs with the same hash train the same model, so a run
+    or sweep reuses the run folder of this hash (and only re-evaluates or re-predicts
+    when evaluation settings differ).
     """
     reduced = _canonical(_drop_keys(config, exclude))
+    if dataset_fingerprint is not None:
+        reduced["dataset_fingerprint"] = str(dataset_fingerprint)
     text = json.dumps(reduced, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def dataset_fingerprint(dataset: Any) -> str:
+    """sha256 (hex) of a built dataset split's identity: its items' ids and labels, in order,
+    and its class hierarchy (level names, class names, ancestors).
+
+    It stands for the data in the config hash instead of the folder the data lives in, so
+    moving the data does not retrain, while a different list of images or labels does. The
+    pixels are not read. A dataset makes this cheap by offering ``image_ids`` (a sequence of
+    ``str``, or a method returning one) and ``labels()`` (the fine labels; an array or a
+    method); otherwise every item is loaded once (``dataset[i].image_id`` / ``.label``).
+    """
+    digest = hashlib.sha256()
+    hierarchy = getattr(dataset, "hierarchy", None)
+    if hierarchy is not None:
+        described = {
+            "levels": list(hierarchy.level_names),
+            "classes": [list(names) for names in hierarchy.class_names],
+            "ancestors": np.asarray(hierarchy.ancestors).tolist(),
+        }
+        digest.update(json.dumps(described, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n")
+    ids, labels = _identity(dataset)
+    if len(ids) != len(labels):
+        raise ValueError(f"dataset gives {len(ids)} image ids but {len(labels)} labels")
+    for image_id, label in zip(ids, labels):
+        digest.update(f"{image_id}\t{int(label)}\n".encode())
+    return digest.hexdigest()
+
+
+def _identity(dataset: Any) -> tuple[Sequence[str], Sequence[int]]:
+    """``(image ids, fine labels)`` of a dataset, without loading images when it can say them."""
+    ids = getattr(dataset, "image_ids", None)
+    labels = getattr(dataset, "labels", None)
+    ids = ids() if callable(ids) else ids
+    labels = labels() if callable(labels) else labels
+    if ids is not None and labels is not None:
+        return [str(i) for i in ids], [int(v) for v in np.asarray(labels).reshape(-1)]
+    samples = [dataset[i] for i in range(len(dataset))]
+    return [str(s.image_id) for s in samples], [int(s.label) for s in samples]
 
 
 # --------------------------------------------------------------------------------------
@@ -151,9 +201,13 @@ class CacheMeta:
         split: The evaluated split.
         plugin_versions: ``{plugin or distribution name: version}`` of the plugins used.
         library_version: wsolbench's version (filled in when empty).
-        config_hash: :func:`config_hash` of ``config`` (computed when empty).
+        config_hash: The run's hash (:func:`config_hash` with the training split's
+            fingerprint; computed from ``config`` alone when empty).
         created: ISO-8601 UTC time of writing (filled in when empty).
-        extra: Any other JSON-serialisable information.
+        extra: Any other JSON-serialisable information. The runner stores
+            ``data_fingerprint`` (:func:`dataset_fingerprint` of the split in this cache),
+            ``train_data_fingerprint`` (of the training split) and ``train_device``
+            (``"cpu"``, ``"cuda"``: where the model was trained).
     """
 
     method: str

@@ -118,26 +118,26 @@ class EvalSettings:
         """
         evaluation = dict(evaluation or {})
         raw = evaluation.get("cam_threshold")
-        if raw is None or (isinstance(raw, str) and raw.strip().lower() == "best"):
-            threshold: float | str = "best"
-        elif isinstance(raw, str) and raw.strip().lower() == "val":
-            threshold = "val"
-        elif isinstance(raw, bool) or not isinstance(raw, (int, float)):
-            raise UsageError(
-                f"eval.cam_threshold must be a number in [0, 1), best (the best threshold on the evaluated split) "
-                f"or val (chosen on the val split, applied to test), got {raw!r}"
-            )
+        named = raw.strip().lower() if isinstance(raw, str) else None
+        if raw is None or named in THRESHOLD_RULES:
+            threshold: float | str = named or "best"
+        elif isinstance(raw, (int, float)) and not isinstance(raw, bool) and 0 <= raw < 1:
+            threshold = float(raw)
         else:
-            threshold = _check_threshold(raw)
+            raise UsageError(
+                f"config key 'eval.cam_threshold' must be a number in [0, 1) or null (best: the best threshold on "
+                f"the evaluated split), or val (chosen on the val split, applied to test), got {raw!r}"
+            )
         interval = evaluation.get("cam_curve_interval", cls.cam_curve_interval)
         if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0 < interval < 1:
-            raise UsageError(f"eval.cam_curve_interval must be a number in (0, 1), e.g. 0.01, got {interval!r}")
+            raise UsageError(f"config key 'eval.cam_curve_interval' must be a number in (0, 1), got {interval!r}")
         splits = evaluation.get("splits", ["test"])
         if isinstance(splits, str):
             splits = [splits]
         if not isinstance(splits, (list, tuple)) or not set(splits) <= set(EVAL_SPLITS) or "test" not in splits:
             raise UsageError(
-                f"eval.splits must list test and optionally val, e.g. --set 'eval.splits=[test, val]', got {splits!r}"
+                f"config key 'eval.splits' must list test and optionally val, e.g. --set 'eval.splits=[test, val]', "
+                f"got {splits!r}"
             )
         wanted = set(splits) | ({"val"} if threshold == "val" else set())
         return cls(threshold, float(interval), tuple(s for s in EVAL_SPLITS if s in wanted))

@@ -10,6 +10,12 @@ rows, told apart by a ``variant`` column (a short hash of the config without its
 Published numbers that plugins register (``register_references``) can be added as
 reference rows for the methods in the table; their ``source`` column cites the paper and
 table, runs read ``ours``. Methods are ordered by their ``table_rank`` (then by name).
+
+Rows also say how their numbers were computed (:data:`PROTOCOL_FIELDS`: the evaluated
+split, how the operating CAM threshold was chosen, the threshold grid); rows that differ
+in it never share a group. When every row was evaluated the same way, one note under the
+table says how; otherwise a column per differing field marks the rows. Notes travel with
+the table (:class:`Table`) and are printed under it (LaTeX: as comments; not in CSV).
 """
 
 from __future__ import annotations
@@ -57,11 +63,13 @@ class TableRow:
             ``seed`` when seeds are not grouped).
         seeds: Seeds of the grouped runs.
         values: Per metric key, the values of the runs that have it.
+        notes: The runs' ``notes`` (lines for under the table), each once.
     """
 
     fields: dict[str, Any]
     seeds: list[Any] = field(default_factory=list)
     values: dict[str, list[float]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -81,15 +89,90 @@ class TableRow:
         return math.sqrt(math.fsum((v - mu) ** 2 for v in vals) / (len(vals) - 1))
 
 
-def config_variant(config: Mapping[str, Any]) -> str:
-    """Short hash of a run's config without its seed: runs sharing it differ only in seed.
+def config_variant(config: Mapping[str, Any], *, dataset_fingerprint: str | None = None) -> str:
+    """Short hash of what a run's model depends on, without its seed: runs sharing it
+    differ only in seed (evaluation settings are not part of it; :data:`PROTOCOL_FIELDS`
+    keep rows evaluated differently apart).
 
     Put it in a row as ``"variant"`` so :func:`build_table` keeps differently configured
     runs of one method/backbone/dataset apart (rows without it group by those names).
+    ``dataset_fingerprint``: the training split's, as the run's hash includes it.
     """
     from wsolbench.cache import NON_RESULT_KEYS, config_hash
 
-    return config_hash(config, exclude=(*NON_RESULT_KEYS, "seed"))[:8]
+    return config_hash(config, exclude=(*NON_RESULT_KEYS, "seed"), dataset_fingerprint=dataset_fingerprint)[:8]
+
+
+# --------------------------------------------------------------------------------------
+# How a row was evaluated
+# --------------------------------------------------------------------------------------
+
+#: Row keys (as :func:`wsolbench.evaluate.evaluate_run` writes them) that say how a row's
+#: numbers were computed.
+PROTOCOL_FIELDS: tuple[str, ...] = ("split", "cam_threshold_from", "cam_curve_interval")
+
+#: Column header of each part of a row's protocol (:func:`protocol`).
+PROTOCOL_COLUMNS: dict[str, str] = {"split": "split", "threshold": "CAM threshold", "grid": "grid"}
+
+
+def protocol(row: Mapping[str, Any]) -> dict[str, str]:
+    """How a run row was evaluated, as short labels (``""`` where the row does not say).
+
+    ``split``: the evaluated split; ``threshold``: how the operating threshold of Top-1/Top-5
+    Loc Err and GT-known Loc was chosen: ``"best on test"`` (on the evaluated split itself,
+    what older papers report), ``"chosen on val"`` (Choe et al.'s protocol), ``"fixed 0.2"``;
+    ``grid``: the step of the CAM threshold grid.
+    """
+    split = str(row.get("split") or "")
+    origin = str(row.get("cam_threshold_from") or "")
+    if origin == "fixed":
+        value = _value(row, "cam_threshold")
+        threshold = "fixed" if value is None else f"fixed {value:g}"
+    elif origin:
+        threshold = f"best on {origin}" if origin == split else f"chosen on {origin}"
+    else:
+        threshold = ""
+    step = _value(row, "cam_curve_interval")
+    return {"split": split, "threshold": threshold, "grid": "" if step is None else f"{step:g}"}
+
+
+def _threshold_phrase(label: str) -> str:
+    kind, _, where = label.partition(" on ")
+    if label.startswith("fixed"):
+        return f"{label.removeprefix('fixed').strip() or 'given'} (fixed)"
+    if kind == "best":
+        extra = (
+            " (the older papers' protocol; --set eval.cam_threshold=val chooses it on val)" if where == "test" else ""
+        )
+        return f"with the lowest Top-1 Loc Err on the {where} split itself{extra}"
+    return f"with the lowest Top-1 Loc Err on the {where} split (Choe et al., CVPR 2020)"
+
+
+def protocol_note(label: Mapping[str, str]) -> str:
+    """One line saying how every row of a table was evaluated (``label``: :func:`protocol`)."""
+    where = f"{label['split'].capitalize()} split. " if label["split"] else ""
+    threshold = (
+        f"Top-1/Top-5 Loc Err and GT-known Loc at the CAM threshold {_threshold_phrase(label['threshold'])}; "
+        if label["threshold"]
+        else ""
+    )
+    grid = f"a threshold grid of step {label['grid']}" if label["grid"] else "the threshold grid"
+    return f"{where}{threshold}MaxBoxAcc and MaxBoxAccV2 at their own best thresholds, PxAP over all, on {grid}."
+
+
+class Table(tuple):
+    """What :func:`build_table` returns: the pair ``(headers, rows)``, plus :attr:`notes`.
+
+    Unpacks like the pair (``headers, rows = build_table(...)``); ``notes`` are lines to
+    print under the table (how the rows were evaluated, what short CPU runs mean).
+    """
+
+    notes: list[str]
+
+    def __new__(cls, headers: list[str], body: list[list[str]], notes: Iterable[str] = ()) -> Table:
+        table = super().__new__(cls, (headers, body))
+        table.notes = list(notes)
+        return table
 
 
 # --------------------------------------------------------------------------------------
@@ -161,6 +244,8 @@ def aggregate(
         is_paper = r["source"] != _RUN_SOURCE
         if is_paper:
             fields["paper_label"] = r.get("paper_label", "")
+        else:
+            fields.update(protocol(r))
         if not group_seeds and not is_paper:
             fields["seed"] = r.get("seed")
         key = tuple(fields.values()) + ((index,) if is_paper or not group_seeds else ())
@@ -169,6 +254,7 @@ def aggregate(
             group = groups[key] = TableRow(fields=fields)
         if not is_paper:
             group.seeds.append(r.get("seed"))
+            group.notes.extend(note for note in r.get("notes") or () if note not in group.notes)
         for column in columns:
             value = _value(r, column)
             if value is not None:
@@ -292,6 +378,26 @@ def _cell(group: TableRow, key: str, precision: int) -> str:
     return Stat(mean, group.std(key), len(group.values.get(key, [])), precision)
 
 
+def _protocol_layout(table: list[TableRow], always: bool) -> tuple[list[str], list[str]]:
+    """The protocol parts shown as columns (those that differ between run rows, or every
+    known one with ``always``) and the note lines saying how the rows were evaluated."""
+    runs = [g for g in table if g.fields["source"] == _RUN_SOURCE]
+    seen = {part: {g.fields.get(part, "") for g in runs} for part in PROTOCOL_COLUMNS}
+    differ = [part for part, values in seen.items() if len(values) > 1]
+    known = [part for part, values in seen.items() if values - {""}]
+    columns = known if always else differ
+    if not runs or not known:
+        return columns, []
+    if not differ:
+        return columns, [protocol_note({part: next(iter(values)) for part, values in seen.items()})]
+    shown = ", ".join(PROTOCOL_COLUMNS[part] for part in differ)
+    return columns, [
+        f"Rows were evaluated differently (column{'s' if len(differ) > 1 else ''} {shown}): compare rows with equal "
+        "settings. CAM threshold: 'best on test' = lowest Top-1 Loc Err on the test split itself (older papers), "
+        "'chosen on val' = the val split's, applied to test (Choe et al., CVPR 2020)."
+    ]
+
+
 def _layout(table: list[TableRow]) -> tuple[bool, bool]:
     """Whether to show the variant and the source columns."""
     variants: dict[tuple[Any, ...], set[Any]] = {}
@@ -312,7 +418,8 @@ def build_table(
     group_seeds: bool = True,
     include_paper: bool = False,
     precision: int = 2,
-) -> tuple[list[str], list[list[str]]]:
+    protocol_columns: bool = False,
+) -> Table:
     """Headers and cells of a results table (pass the pair to :func:`render_table`).
 
     Args:
@@ -333,20 +440,26 @@ def build_table(
         include_paper: Add the published rows plugins register for the methods in ``rows``
             (:func:`reference_rows`; ``source`` cites paper and table).
         precision: Decimals shown.
+        protocol_columns: Show the :func:`protocol` columns (split, CAM threshold, grid)
+            for every row; default only those in which rows differ (the others are said
+            once in a note).
 
     Returns:
-        ``(headers, rows)`` of strings. Metric cells are :class:`Stat` (a ``str``
-        carrying ``mean``, ``std``, ``n``), metric headers :class:`Header`; a missing
-        metric (PxAP without masks, a paper row's unreported number) is ``""``.
+        A :class:`Table`: ``(headers, rows)`` of strings plus ``notes``. Metric cells are
+        :class:`Stat` (a ``str`` carrying ``mean``, ``std``, ``n``), metric headers
+        :class:`Header`; a missing metric (PxAP without masks, a paper row's unreported
+        number) is ``""``.
     """
     columns = list(columns)
     table = aggregate(
         rows, columns=columns, filters=filters, group_seeds=group_seeds, include_paper=include_paper, sort_by=sort_by
     )
     show_variant, show_source = _layout(table)
+    shown_protocol, notes = _protocol_layout(table, protocol_columns)
     headers: list[str] = ["method", "backbone", "dataset"]
     if show_variant:
         headers.append("variant")
+    headers += [PROTOCOL_COLUMNS[part] for part in shown_protocol]
     headers.append("seeds" if group_seeds else "seed")
     headers += [Header(METRIC_COLUMNS.get(c, c), c) for c in columns]
     if show_source:
@@ -362,6 +475,7 @@ def build_table(
         ]
         if show_variant:
             line.append("" if paper else str(g.fields.get("variant", "")))
+        line += ["" if paper else str(g.fields.get(part, "")) for part in shown_protocol]
         if paper:
             line.append("")
         else:
@@ -370,7 +484,9 @@ def build_table(
         if show_source:
             line.append(str(g.fields["source"]))
         body.append(line)
-    return headers, body
+    for g in table:
+        notes.extend(note for note in g.notes if note not in notes)
+    return Table(headers, body, notes)
 
 
 def _text(value: Any) -> str:
@@ -403,18 +519,25 @@ def render_table(table: tuple[Sequence[str], Sequence[Sequence[str]]], *, fmt: s
     * ``latex``: a ``tabular`` (booktabs-free), special characters escaped, ``$\\pm$``;
     * ``csv`` (``csv`` module): machine-readable, each metric as two columns, ``<key>``
       (mean) and ``<key>_std``, unrounded; other columns as shown.
+
+    The :attr:`Table.notes` follow the table after a blank line (LaTeX: as ``%`` comment
+    lines after the ``tabular``; CSV: left out, pass ``protocol_columns=True`` to
+    :func:`build_table` to keep the evaluation settings in columns instead).
     """
     if fmt not in FORMATS:
         raise UsageError(f"unknown table format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     headers, body = list(table[0]), [list(line) for line in table[1]]
+    notes = list(getattr(table, "notes", []))
     if fmt == "csv":
         return _render_csv(headers, body)
     if fmt == "latex":
         headers = [_latex_escape(h) for h in headers]
         body = [[_latex_escape(str(c)).replace(" ± ", r" $\pm$ ") for c in line] for line in body]
-        return tabulate(body, headers=headers, tablefmt="latex_raw", disable_numparse=True) + "\n"
+        text = tabulate(body, headers=headers, tablefmt="latex_raw", disable_numparse=True) + "\n"
+        return text + "".join(f"% {note}\n" for note in notes)
     tablefmt = "github" if fmt == "github" else "pipe"
-    return tabulate(body, headers=headers, tablefmt=tablefmt, disable_numparse=True) + "\n"
+    text = tabulate(body, headers=headers, tablefmt=tablefmt, disable_numparse=True) + "\n"
+    return text + ("\n" + "".join(f"{note}\n" for note in notes) if notes else "")
 
 
 def _render_csv(headers: list[str], body: list[list[str]]) -> str:

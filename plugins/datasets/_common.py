@@ -616,6 +616,10 @@ class BoxDataset(WSOLDataset):
         """Ids of the samples, in order."""
         return [r.image_id for r in self.records]
 
+    def labels(self) -> np.ndarray:
+        """Fine labels of the samples, in order (no image is read)."""
+        return np.array([r.label for r in self.records], dtype=np.int64)
+
     def __len__(self) -> int:
         return len(self.records)
 

@@ -342,6 +342,11 @@ class SyntheticDataset(WSOLDataset):
         """All fine labels of the split, without generating images."""
         return self.items % self.taxonomy.num_species
 
+    @property
+    def image_ids(self) -> list[str]:
+        """The items' ``Sample.image_id``, in order, without generating images."""
+        return [f"{self.split}/{int(item):06d}" for item in self.items]
+
     def rng(self, index: int) -> np.random.Generator:
         """The generator of item ``index``, seeded by (version, dataset seed, split, index)."""
         entropy = [GENERATOR_VERSION, self.seed, SPLITS[self.split], index]

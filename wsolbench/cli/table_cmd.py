@@ -30,7 +30,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="keep rows whose KEY equals VALUE, e.g. --filter method=danet (repeatable)",
     )
     parser.add_argument("--no-group", action="store_true", help="one row per seed instead of mean ± std over seeds")
-    parser.add_argument("--paper", action="store_true", help="add the published numbers that plugins ship for the methods in the table, marked with their source")
+    parser.add_argument(
+        "--paper",
+        action="store_true",
+        help="add the published numbers that plugins ship for the methods in the table, marked with their source",
+    )
+    parser.add_argument(
+        "--split",
+        default="test",
+        choices=["test", "val"],
+        help="whose numbers to show: the test split (default) or val (runs that evaluated it)",
+    )
     parser.add_argument("--recompute", action="store_true", help="recompute metrics from the caches")
     parser.set_defaults(handler=run)
 
@@ -45,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
             find_run_dirs(args.runs),
             fmt=args.format,
             recompute=args.recompute,
+            split=args.split,
             sort_by=args.sort,
             filters=filters,
             group_seeds=not args.no_group,
