@@ -50,7 +50,10 @@ VALUES: dict[tuple[str, str], tuple[float | None, float | None, float | None]] =
 
 
 def choe2020_rows() -> list[dict[str, Any]]:
-    """The transcribed rows (a fresh list each call): one per method, dataset and backbone."""
+    """Choe et al. (CVPR 2020) main table, MaxBoxAccV2/PxAP of seven methods x 3 backbones (none transcribed yet).
+
+    One row per filled cell of :data:`VALUES` (a fresh list each call).
+    """
     rows = []
     for (method, dataset), values in VALUES.items():
         for backbone, value in zip(BACKBONES, values, strict=True):
