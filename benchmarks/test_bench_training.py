@@ -35,6 +35,7 @@ from __future__ import annotations
 import copy
 import functools
 import io
+import math
 import time
 from dataclasses import dataclass
 
@@ -49,7 +50,7 @@ from wsolbench.model import WSOLModel
 from wsolbench.progress import Progress
 from wsolbench.registry import default_registry
 from wsolbench.specs import Hierarchy
-from wsolbench.train import TrainingDiverged, make_optimizer, train_step
+from wsolbench.train import TermSums, TrainingDiverged, make_optimizer, train_step
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -184,15 +185,22 @@ class LibraryLoop:
         self.scaler = torch.amp.GradScaler("cpu", enabled=False)
         self.progress = Progress("plain", stream=io.StringIO())
         self.progress.start_epoch(0, 1, 10**9)
+        self.window = TermSums()
         self.index = 0
 
-    def step(self, images: Tensor, labels: Tensor) -> float:
-        loss = train_step(self.model, self.model, self.optimizer, self.scaler, images, labels)
-        if loss is None:
-            raise TrainingDiverged("loss is not finite")
-        self.progress.step(self.index, len(labels), loss)
+    def step(self, images: Tensor, labels: Tensor) -> Tensor:
+        """One step; like the training loop, the loss is read (and checked) every ``log_every`` steps."""
+        terms = train_step(self.model, self.model, self.optimizer, self.scaler, images, labels)
+        self.window.add(terms)
+        logged = None
+        if (self.index + 1) % self.config["train"]["log_every"] == 0:
+            logged = self.window.means()
+            self.window = TermSums()
+            if not math.isfinite(logged["loss"]):
+                raise TrainingDiverged("loss is not finite")
+        self.progress.step(self.index, len(labels), logged["loss"] if logged else None)
         self.index += 1
-        return loss
+        return terms["loss"]
 
 
 # --------------------------------------------------------------------------- the benchmark
@@ -224,7 +232,7 @@ def build(backbone_name: str, method_name: str) -> tuple[LibraryLoop, PlainLoop,
 def check_same_computation(library: LibraryLoop, plain: PlainLoop, images: Tensor, labels: Tensor) -> None:
     """One step each from the same weights and RNG state: same loss, same updated weights."""
     torch.manual_seed(123)
-    library_loss = library.step(images, labels)
+    library_loss = float(library.step(images, labels))
     torch.manual_seed(123)
     plain_loss = plain.step(images, labels)
     assert plain_loss == pytest.approx(library_loss, rel=1e-5, abs=1e-6), "the plain loop computes another loss"
