@@ -82,8 +82,10 @@ def smoothing_module(smoothing: str, backbone_name: str) -> nn.Module:
 
 
 class ACoL(Method):
-    """Adversarial complementary learning (Zhang et al., "Adversarial Complementary Learning for
-    Weakly Supervised Object Localization", CVPR 2018).
+    """ACoL (Zhang et al., CVPR 2018): a second classifier on the feature erased where the first's map peaks.
+
+    Zhang, Wei, Feng, Yang & Huang, "Adversarial Complementary Learning for Weakly Supervised
+    Object Localization", CVPR 2018.
 
     Two classifiers of the configured head kind on the deepest feature map ``S`` (both on the
     fine labels). Classifier A gives class maps ``M^A``; the feature is erased where A's

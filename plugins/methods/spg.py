@@ -97,8 +97,10 @@ def _xavier(module: nn.Module) -> nn.Module:
 
 
 class SPG(Method):
-    """Self-produced guidance (Zhang et al., "Self-produced Guidance for Weakly-supervised Object
-    Localization", ECCV 2018).
+    """SPG (Zhang et al., ECCV 2018): CAM plus branches trained on pixel masks from the model's own maps.
+
+    Zhang, Wei, Kang, Yang & Huang, "Self-produced Guidance for Weakly-supervised Object
+    Localization", ECCV 2018.
 
     CAM plus auxiliary branches that learn pixel-level object masks from the model's own
     maps and push that knowledge back into the shared features. With ``up`` the bilinear
@@ -270,7 +272,8 @@ class SPG(Method):
     def extra_maps(self, model: Any, outputs: Outputs, classes: list[Tensor]) -> dict[str, MapSet]:
         """``"branches"``: sigmoid of B1, B2 and C; ``"masks"``: the masks each would be trained on
         for the ground-truth class (1 foreground, 0.5 ignored, 0 background), area-averaged to the
-        branches' resolution."""
+        branches' resolution. The cache min-max normalises every extra map, so a mask without
+        background pixels shows its ignored ones as 0, one without foreground as 1."""
         branches = [torch.sigmoid(outputs.extras[name].float()) for name in ("b1", "b2", "c")]
         size = largest_size(branches)
         _, masks = self.masks(outputs, classes[-1])
