@@ -90,8 +90,9 @@ class ADLayer(nn.Module):
 
 
 class ADL(Method):
-    """Attention-based dropout layer (Choe & Shim, "Attention-based Dropout Layer for Weakly
-    Supervised Object Localization", CVPR 2019), CAM's heads and loss with ADL layers in the backbone.
+    """ADL (Choe & Shim, CVPR 2019): CAM with attention-based dropout layers inserted into the backbone.
+
+    Choe & Shim, "Attention-based Dropout Layer for Weakly Supervised Object Localization", CVPR 2019.
 
     Each ADL layer takes a feature map ``F`` (B, C, H, W) and, while training, returns ``F * M``:
 
