@@ -143,7 +143,8 @@ class ADL(Method):
 
     search_space = {
         # Choe et al., CVPR 2020, supplementary (hyperparameter search spaces): ADL's drop rate and
-        # threshold both U[0, 1]; the ranges are the options' whole valid domains.
+        # threshold both U[0, 1], as recalled (the PDF could not be re-checked when this was written);
+        # these are also the options' whole valid domains.
         "drop_rate": {"uniform": [0.0, 1.0]},
         "threshold": {"uniform": [0.0, 1.0]},
     }
