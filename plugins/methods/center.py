@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from wsolbench import hookimpl
-from wsolbench.specs import Method, Outputs
+from wsolbench.specs import Method, Outputs, minmax_normalize
 from wsolbench_plugins.methods._common import check_float
 
 
@@ -44,9 +44,10 @@ class CenterGaussian(Method):
     numbers (``cls_err_*``, and through the predicted class ``loc_err_top1``) are those of a CAM
     classifier, while every localization map is the Gaussian: the localization metrics
     (MaxBoxAcc, MaxBoxAccV2, PxAP, GT-known) do not depend on the images, the training or the
-    seed. The Gaussian is computed at about the input resolution (the deepest head's map size
-    times its level's stride: the input size whenever the stride divides it), so the resize to
-    the image in the cache hardly reshapes it.
+    seed. Each head's class maps are the Gaussian at that head's resolution; the test-time map
+    (:meth:`fuse`) is the Gaussian computed at about the input resolution (the deepest head's map
+    size times its level's stride: the input size whenever the stride divides it), so the resize
+    to the image in the cache hardly reshapes it.
 
     Options:
         sigma: Standard deviation as a fraction of the image side (default 0.25). A thresholded
@@ -66,15 +67,25 @@ class CenterGaussian(Method):
         self.sigma = check_float("center", "sigma", sigma, 0.0, low_open=True)
 
     def forward(self, model: Any, features: list[Tensor], targets: Tensor | None) -> Outputs:
-        """CAM's heads give the logits (and train); every head's class maps are replaced by the
-        Gaussian at the input resolution, expanded (not copied) to ``(B, C_h, H, W)``."""
+        """CAM's heads give the logits (and train). Every head's class maps become the Gaussian at
+        that head's resolution, expanded (not copied) to ``(B, C_h, h, w)``; the test-time map,
+        the Gaussian at about the input resolution, goes to ``extras["center_gaussian"]``."""
         outputs = model.forward_heads(features)
+        device = features[0].device
+        outputs.class_maps = [
+            center_gaussian(tuple(maps.shape[-2:]), self.sigma, device=device).expand_as(maps)
+            for maps in outputs.class_maps
+        ]
         spec = model.head_specs[-1]
         stride = model.feature_info[spec.level].reduction
         h, w = features[spec.level].shape[-2:]
-        gaussian = center_gaussian((h * stride, w * stride), self.sigma, device=features[spec.level].device)
-        outputs.class_maps = [gaussian.expand(maps.shape[0], maps.shape[1], -1, -1) for maps in outputs.class_maps]
+        outputs.extras["center_gaussian"] = center_gaussian((h * stride, w * stride), self.sigma, device=device)
         return outputs
+
+    def fuse(self, outputs: Outputs, classes: list[Tensor]) -> Tensor:
+        """``(B, H, W)``: the input-resolution Gaussian for every image, min-max normalised (any class)."""
+        gaussian = outputs.extras["center_gaussian"]
+        return minmax_normalize(gaussian.expand(classes[-1].shape[0], -1, -1))
 
 
 @hookimpl
