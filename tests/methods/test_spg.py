@@ -95,6 +95,13 @@ def reference_mask(attention: torch.Tensor, high: float, low: float) -> torch.Te
     return mask
 
 
+def unguarded_minmax(maps: torch.Tensor) -> torch.Tensor:
+    """wsolevaluation's ``normalize_tensor`` of ``(B, h, w)`` maps: ``(x - min) / (max - min)`` per map."""
+    flat = maps.flatten(1)
+    low, high = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
+    return ((flat - low) / (high - low)).view_as(maps)
+
+
 def reference_loss(method: SPG, outputs, labels: torch.Tensor) -> torch.Tensor:
     """wsolevaluation's spg.get_loss on wsolbench's outputs, upsampled to the input size."""
     size = outputs.extras["input_size"]
@@ -106,11 +113,7 @@ def reference_loss(method: SPG, outputs, labels: torch.Tensor) -> torch.Tensor:
         valid = mask < 255
         return nn.BCEWithLogitsLoss()(logits[valid], mask[valid])
 
-    cam = up(outputs.class_maps[0][torch.arange(len(labels)), labels]).detach()
-    flat = cam.flatten(1)
-    attention = (
-        (flat - flat.min(1, keepdim=True).values) / (flat.max(1, keepdim=True).values - flat.min(1, True).values)
-    ).view_as(cam)
+    attention = unguarded_minmax(up(outputs.class_maps[0][torch.arange(len(labels)), labels]).detach())
     b1, b2, c = (up(outputs.extras[name]) for name in ("b1", "b2", "c"))
     (h1, l1), (h2, l2), (h3, l3) = method.thresholds
     fused = (torch.sigmoid(b1) + torch.sigmoid(b2)).detach() / 2
@@ -163,9 +166,7 @@ def test_the_test_map_is_the_classifier_cam(registry):
     outputs = model(torch.randn(2, 3, 32, 32))
     classes = model.targets(torch.tensor([1, 2]))
     cam = outputs.class_maps[0][torch.arange(2), torch.tensor([1, 2])]
-    flat = cam.flatten(1)
-    expected = ((flat - flat.min(1, True).values) / (flat.max(1, True).values - flat.min(1, True).values)).view_as(cam)
-    assert torch.allclose(model.method.fuse(outputs, classes), expected)
+    assert torch.allclose(model.method.fuse(outputs, classes), unguarded_minmax(cam))
     extras = model.method.extra_maps(model, outputs, classes)
     assert extras["branches"].names == ("B1", "B2", "C") and extras["branches"].maps.shape == (2, 3, 4, 4)
     assert extras["masks"].maps.shape == (2, 3, 4, 4)
