@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,3 +49,32 @@ def grid_points(axes: dict[str, list[Any]]) -> Iterator[dict[str, Any]]:
     used = [(GRID_AXES[axis], values) for axis, values in axes.items() if values]
     for combination in itertools.product(*(values for _, values in used)):
         yield {key: value for (key, _), value in zip(used, combination)}
+
+
+@dataclass(frozen=True)
+class RunCall:
+    """One sweep run as a picklable job: ``RunCall(...)(config)`` trains (or reuses) the run
+    and returns its folder. A SLURM job requeued after a timeout continues it (``on_requeue``)."""
+
+    out: Path
+    resume: bool = False
+    force: bool = False
+    log_format: str = "plain"
+    quiet: bool = False
+
+    def __call__(self, config: dict[str, Any]) -> Path:
+        from wsolbench.progress import Progress
+        from wsolbench.registry import default_registry
+        from wsolbench.runner import execute
+
+        progress = Progress(self.log_format, quiet=self.quiet)
+        label = "/".join(str(config[s]["name"]) for s in ("method", "backbone", "dataset"))
+        progress.message(f"run {label} seed {config['seed']}")
+        result = execute(
+            config, default_registry(), out=self.out, resume=self.resume, force=self.force, progress=progress
+        )
+        return result.run_dir
+
+    def on_requeue(self) -> RunCall:
+        """The call a requeued job makes: resume the checkpoint, never start over."""
+        return replace(self, resume=True, force=False)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from wsolbench import __version__
 from wsolbench.errors import WsolbenchError
 
-COMMANDS = ("list", "plugins", "run", "eval", "table", "show", "sweep")
+COMMANDS = ("list", "plugins", "run", "eval", "table", "show", "sweep", "search")
 
 
 def build_parser() -> argparse.ArgumentParser:
