@@ -55,3 +55,18 @@ def test_a_table_of_has_runs_shows_the_published_has_row(monkeypatch):
     runs = [{"method": "has", "backbone": "vgg16", "dataset": "cub", "seed": 0, "variant": "v1", "maxboxacc_v2": 50.0}]
     _, body = build_table(runs, include_paper=True)
     assert any(line[0] == "has (HaS)" and "61.25" in " ".join(map(str, line)) for line in body)
+
+
+def test_the_transcription_reproduces_the_printed_mean_column():
+    """Each printed Mean is the mean of the row's three printed cells, rounded to 0.1; a misread cell breaks it."""
+    for (method, dataset), printed in choe2020.PRINTED_MEANS.items():
+        cells = choe2020.CAM[dataset] if method == "cam" else choe2020.DELTAS[(method, dataset)]
+        assert abs(sum(cells) / 3 - printed) <= 0.05 + 1e-9, (method, dataset, cells, printed)
+    assert set(choe2020.PRINTED_MEANS) == {("cam", d) for d in choe2020.CAM} | set(choe2020.DELTAS)
+
+
+def test_values_are_cam_plus_the_printed_difference():
+    assert choe2020.VALUES[("cam", "cub")] == (63.7, 56.7, 63.0)
+    assert choe2020.VALUES[("adl", "cub")] == (66.3, 58.8, 58.4)  # 63.7 + 2.6, 56.7 + 2.1, 63.0 - 4.6
+    assert choe2020.VALUES[("center", "openimages")] == (45.8, 45.8, 45.8)
+    assert len(choe2020.choe2020_rows()) == 7 * 3 * 3  # seven methods, three datasets, three backbones
