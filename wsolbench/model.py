@@ -37,6 +37,7 @@ class WSOLModel(nn.Module):
     Attributes:
         heads: One head per ``head_specs`` entry.
         method_modules: The modules the method created in :meth:`Method.build`.
+        input_size: ``(H, W)`` of the images of the current (last) forward pass.
     """
 
     def __init__(
@@ -63,6 +64,7 @@ class WSOLModel(nn.Module):
         self.heads = nn.ModuleList(self.build_head(spec) for spec in self.head_specs)
         self.method_modules = nn.ModuleDict()
         self._inserted: dict[str, str] = {}  # name -> path of the InsertedAfter wrapper in the backbone
+        self.input_size: tuple[int, int] = (0, 0)
         method.build(self)
 
     @property
@@ -104,7 +106,9 @@ class WSOLModel(nn.Module):
         """``images (B, 3, H, W)`` -> :class:`Outputs` through the method's forward.
 
         ``targets`` are the training targets (:meth:`Method.prepare_batch`), None at test time.
+        :attr:`input_size` is the batch's ``(H, W)`` while the method's forward runs.
         """
+        self.input_size = tuple(images.shape[-2:])
         return self.method.forward(self, self.backbone(images), targets)
 
     def forward_heads(self, features: list[Tensor]) -> Outputs:

@@ -45,9 +45,8 @@ class CenterGaussian(Method):
     classifier, while every localization map is the Gaussian: the localization metrics
     (MaxBoxAcc, MaxBoxAccV2, PxAP, GT-known) do not depend on the images, the training or the
     seed. Each head's class maps are the Gaussian at that head's resolution; the test-time map
-    (:meth:`fuse`) is the Gaussian computed at about the input resolution (the deepest head's map
-    size times its level's stride: the input size whenever the stride divides it), so the resize
-    to the image in the cache hardly reshapes it.
+    (:meth:`fuse`) is the Gaussian computed at the input resolution (``model.input_size``), so
+    the cache's resize to the image leaves it as it is.
 
     Options:
         sigma: Standard deviation as a fraction of the image side (default 0.25). A thresholded
@@ -69,17 +68,14 @@ class CenterGaussian(Method):
     def forward(self, model: Any, features: list[Tensor], targets: Tensor | None) -> Outputs:
         """CAM's heads give the logits (and train). Every head's class maps become the Gaussian at
         that head's resolution, expanded (not copied) to ``(B, C_h, h, w)``; the test-time map,
-        the Gaussian at about the input resolution, goes to ``extras["center_gaussian"]``."""
+        the Gaussian at the input resolution, goes to ``extras["center_gaussian"]``."""
         outputs = model.forward_heads(features)
         device = features[0].device
         outputs.class_maps = [
             center_gaussian(tuple(maps.shape[-2:]), self.sigma, device=device).expand_as(maps)
             for maps in outputs.class_maps
         ]
-        spec = model.head_specs[-1]
-        stride = model.feature_info[spec.level].reduction
-        h, w = features[spec.level].shape[-2:]
-        outputs.extras["center_gaussian"] = center_gaussian((h * stride, w * stride), self.sigma, device=device)
+        outputs.extras["center_gaussian"] = center_gaussian(model.input_size, self.sigma, device=device)
         return outputs
 
     def fuse(self, outputs: Outputs, classes: list[Tensor]) -> Tensor:

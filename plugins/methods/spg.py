@@ -152,8 +152,7 @@ class SPG(Method):
     Deviations from wsolevaluation (``wsol/method/spg.py`` and the three models):
         * ResNet50: B1 and B2 tap layer3 and layer4 instead of layer3's first block and its end;
           Inception-v3: B2 taps Mixed_6e instead of Mixed_6d (the backbone's levels).
-        * The masks are built at the input resolution, taken as the shallowest level's size
-          times its stride (exact for 224 px VGG16/ResNet50 inputs), instead of a fixed
+        * The masks are built at the input resolution (``model.input_size``) instead of a fixed
           224x224; the 30-pixel fallback stays in pixels of that resolution.
         * Its Inception-v3 classifier applies dropout 0.5 around its two convolutions; the
           configured head has none. Its ResNet50 trains the branches at the backbone's learning
@@ -234,12 +233,11 @@ class SPG(Method):
         branch_b1 = modules["b_shared"](modules["b1"](features[-2]))
         branch_b2 = modules["b_shared"](modules["b2"](features[-1]))
         branch_c = modules["c"](inner)
-        reduction = model.feature_info[0].reduction
         extras = {
             "b1": branch_b1[:, 0],
             "b2": branch_b2[:, 0],
             "c": branch_c[:, 0],
-            "input_size": tuple(side * reduction for side in features[0].shape[-2:]),
+            "input_size": model.input_size,
         }
         return Outputs(raw_maps=[raw], class_maps=[class_maps], logits=[self.logits(class_maps)], extras=extras)
 
