@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -345,6 +346,12 @@ def test_eval_command_applies_settings_from_the_cache(tmp_path: Path, capsys: py
     assert second["eval"] == {"cam_threshold": "val", "cam_curve_interval": 0.05, "splits": ["test", "val"]}
     assert second["cam_threshold"] == pytest.approx(0.60) and second["gt_known_loc"] == 25.0
     assert "chosen on" not in capsys.readouterr().out.splitlines()[0]  # one run: said in the note, not a column
+
+    assert main(["table", str(run), "--split", "val", "--format", "csv"]) == 0
+    (row,) = list(csv.DictReader(capsys.readouterr().out.splitlines()))
+    assert (row["split"], row["CAM threshold"], row["gt_known_loc"]) == ("val", "best on val", "100.0")
+    assert main(["table", str(run), "--split", "val"]) == 0
+    assert "Val split. Top-1/Top-5 Loc Err and GT-known Loc at the CAM threshold" in capsys.readouterr().out
 
     other = toy_run(tmp_path / "runs" / "b")
     assert main(["eval", str(other)]) == 0

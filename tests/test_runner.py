@@ -23,6 +23,9 @@ def test_a_dataset_without_val_is_a_one_line_error(monkeypatch: pytest.MonkeyPat
     assert runner.build_splits(config, None, ("test",)) == {"train": "train", "test": "test"}
     with pytest.raises(UsageError, match=r"need a val split, and dataset 'mine' gave none \(dataset 'mine': unknown"):
         runner.build_splits(config, None, ("test", "val"))
+    monkeypatch.setattr(runner, "build_dataset", lambda config, registry, split: [] if split == "val" else [1])
+    with pytest.raises(UsageError, match=r"the val split of dataset 'mine' has no images"):
+        runner.build_splits(config, None, ("test", "val"))
 
 
 @pytest.mark.parametrize(

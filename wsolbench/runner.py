@@ -58,7 +58,8 @@ def build_splits(config: dict[str, Any], registry: Registry, splits: tuple[str, 
     """The training split and the evaluated ``splits`` of the configured dataset.
 
     Raises:
-        UsageError: the dataset has no ``val`` split although the settings evaluate it.
+        UsageError: the dataset has no ``val`` split although the settings evaluate it, or
+            an evaluated split is empty.
     """
     data = {"train": build_dataset(config, registry, "train")}
     for split in splits:
@@ -71,6 +72,11 @@ def build_splits(config: dict[str, Any], registry: Registry, splits: tuple[str, 
                 f"eval.splits / eval.cam_threshold=val need a val split, and dataset {config['dataset']['name']!r} "
                 f"gave none ({error}); evaluate test only (eval.cam_threshold: best or a number)"
             ) from None
+        if len(data[split]) == 0:
+            raise UsageError(
+                f"the {split} split of dataset {config['dataset']['name']!r} has no images: add some, or evaluate "
+                "test only (eval.splits: [test], eval.cam_threshold: best or a number)"
+            )
     return data
 
 

@@ -45,7 +45,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="train and evaluate one combination",
         description="Train and evaluate one method x backbone x dataset. Settings merge as "
         "defaults <- dataset preset <- --config <- --set <- flags. Without --dataset the embedded "
-        "synthetic dataset is used with its CPU-sized preset.",
+        "synthetic dataset is used with its CPU-sized preset. Evaluation settings (eval.*) and the data "
+        "folder are not part of a run's identity: changing them reuses the trained model and only "
+        "re-evaluates (or predicts a newly asked split, e.g. --set eval.cam_threshold=val).",
     )
     parser.add_argument("--method", help="method name (default: cam; see `wsolbench list methods`)")
     parser.add_argument("--backbone", help="backbone name (default: vgg16; see `wsolbench list backbones`)")
