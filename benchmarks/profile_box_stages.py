@@ -1,36 +1,37 @@
-"""Where the time of the box metrics goes, stage by stage, against the 50x budget.
+"""Where the time of the box metrics goes, stage by stage, per kind of map.
 
-Run:  python benchmarks/profile_box_stages.py [N_MAPS]
+Run:  python benchmarks/profile_box_stages.py [--maps N] [--interval 0.01] [--kinds smooth noisy ...]
 
 Times each compiled stage of ``wsolbench.metrics`` (``wsolbench/metrics/_sweep.py``) on one
-core, in the order MaxBoxAcc and MaxBoxAccV2 run them, on the maps of
-``test_bench_metrics.py`` (``bench_maps.py``), and the naive per-threshold implementation
-(``naive_metrics.py``) on every 10th map. The budget line is what a 50x wall-clock speed-up
-allows per map with every core of this machine busy: ``naive / 50 * cores`` of CPU time.
-This is a diagnostic, not a regression check; nothing is asserted.
+core, in the order MaxBoxAcc and MaxBoxAccV2 run them (counts only, as ``box_accuracy``), on
+the maps of ``bench_maps.py`` of each kind, and the naive per-threshold implementation
+(``naive_metrics.py``) on every 10th map. This is a diagnostic, not a regression check;
+nothing is asserted.
 """
 
 from __future__ import annotations
 
-import os
-import sys
+import argparse
 import time
 from collections import defaultdict
 
 import numpy as np
-from bench_maps import benchmark_maps
+from bench_maps import KINDS, benchmark_maps
 from naive_metrics import naive_box_accuracy
 
 from wsolbench.metrics import _sweep
 
-THRESHOLDS = np.arange(0, 1, 0.01)
+V2_IOUS = np.array([0.3, 0.5, 0.7])
+V1_IOUS = np.array([0.5])
 
 
-def _stage_times(maps: np.ndarray, boxes: list[np.ndarray], multi: bool) -> dict[str, float]:
+def _stage_times(maps: np.ndarray, boxes: list[np.ndarray], multi: bool, thresholds: np.ndarray) -> dict[str, float]:
     """CPU seconds per map of every stage of one box metric."""
     H, W = maps.shape[1:]
-    ws, dvals, kmap, levels, _ = _sweep._workspace(H, W, THRESHOLDS.size)
+    ious = V2_IOUS if multi else V1_IOUS
+    ws, dvals, kmap, levels, _ = _sweep._workspace(H, W, thresholds.size, ious.size)
     band, filled, fgpat, bgpat, lab, order, cnt = ws[0], ws[1], ws[2], ws[3], ws[4], ws[6], ws[7]
+    cov = levels[6]
     spent: dict[str, float] = defaultdict(float)
 
     def timed(name, fn, *args):
@@ -41,38 +42,50 @@ def _stage_times(maps: np.ndarray, boxes: list[np.ndarray], multi: bool) -> dict
 
     for img, gt in zip(maps, boxes, strict=True):
         gt = np.ascontiguousarray(gt, dtype=np.int64)
-        D, _ = timed("quantise", _sweep._quantize, img, THRESHOLDS, band, dvals, kmap)
+        D, _ = timed("quantise", _sweep._quantize, img, thresholds, band, dvals, kmap)
         if multi:
             timed("neighbour patterns", _sweep._patterns, H, W, band, fgpat, bgpat, True, True)
             total = timed("counting sort", _sweep._sort, H, W, D, band, order, cnt)
-            timed("background sweep (holes)", _sweep._bg_sweep, H, W, D, ws, gt, total, *levels[:3], False)
+            timed(
+                "background sweep (holes)",
+                _sweep._bg_sweep,
+                *(H, W, D, ws, gt, total, True, False, ious, cov, *levels[:3], False),
+            )
         else:
             timed("hole filling", _sweep._fill_holes, H, W, D, band, filled, order, lab)
             band[:] = filled
             timed("neighbour patterns", _sweep._patterns, H, W, band, fgpat, bgpat, True, False)
             timed("counting sort", _sweep._sort, H, W, D, band, order, cnt)
-        timed("foreground sweep", _sweep._fg_sweep, H, W, D, ws, gt, multi, *levels)
+        timed("foreground sweep", _sweep._fg_sweep, H, W, D, ws, gt, multi, False, ious, cov, *levels[:6])
+        cov[:] = 0
     return {name: seconds / len(maps) for name, seconds in spent.items()}
 
 
-def main(n_maps: int = 400) -> None:
-    maps, boxes, _ = benchmark_maps(n_maps)
-    _stage_times(maps[:2], boxes[:2], True)  # compile or load the kernels before timing
-    _stage_times(maps[:2], boxes[:2], False)
-    cores = os.cpu_count() or 1
-    for metric, multi in (("MaxBoxAcc", False), ("MaxBoxAccV2", True)):
-        kwargs = {"iou_thresholds": (50,), "multi_contour": False} if not multi else {}
-        start = time.process_time()
-        naive_box_accuracy(maps[::10], boxes[::10], **kwargs)
-        naive = (time.process_time() - start) / len(maps[::10])
-        stages = _stage_times(maps, boxes, multi)
-        print(f"\n{metric}: CPU ms per 224x224 map, one core")
-        for name, seconds in stages.items():
-            print(f"  {name:<28}{1e3 * seconds:8.3f}")
-        print(f"  {'total':<28}{1e3 * sum(stages.values()):8.3f}")
-        print(f"  {'naive per-threshold':<28}{1e3 * naive:8.3f}")
-        print(f"  {f'50x budget ({cores} cores)':<28}{1e3 * naive / 50 * cores:8.3f}")
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--maps", type=int, default=200, help="maps per kind")
+    parser.add_argument("--interval", type=float, default=0.01, help="cam_curve_interval")
+    parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
+    parser.add_argument("--naive", action="store_true", help="also time the naive per-threshold implementation")
+    args = parser.parse_args(argv)
+    thresholds = np.arange(0, 1, args.interval)
+    for kind in args.kinds:
+        maps, boxes, _ = benchmark_maps(args.maps, kind=kind)
+        _stage_times(maps[:2], boxes[:2], True, thresholds)  # compile or load the kernels before timing
+        _stage_times(maps[:2], boxes[:2], False, thresholds)
+        for metric, multi in (("MaxBoxAcc", False), ("MaxBoxAccV2", True)):
+            stages = _stage_times(maps, boxes, multi, thresholds)
+            print(f"\n{kind} maps, {metric}, interval {args.interval:g}: CPU ms per 224x224 map, one core")
+            for name, seconds in stages.items():
+                print(f"  {name:<28}{1e3 * seconds:8.3f}")
+            print(f"  {'total':<28}{1e3 * sum(stages.values()):8.3f}")
+            if args.naive:
+                kwargs = {"iou_thresholds": (50,), "multi_contour": False} if not multi else {}
+                start = time.process_time()
+                naive_box_accuracy(maps[::10], boxes[::10], cam_curve_interval=args.interval, **kwargs)
+                naive = (time.process_time() - start) / len(maps[::10])
+                print(f"  {'naive per-threshold':<28}{1e3 * naive:8.3f}")
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 400)
+    main()

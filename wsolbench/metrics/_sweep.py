@@ -194,9 +194,11 @@ def _neighbour_tables(Wp, groups):
 
 
 @njit(cache=True, nogil=True)
-def _level_buffers(T):
-    """Per-level best-IoU fractions (numerator, denominator) and boxes, for holes and for
-    outer regions, sized for T thresholds (at most 256 distinct levels, plus 2)."""
+def _level_buffers(T, A):
+    """Per-level buffers sized for T thresholds (at most 256 distinct levels, plus 2) and A IoU
+    thresholds: best-IoU fractions (numerator, denominator) and boxes for holes and for outer
+    regions (exact per-level results), and the coverage counts ``cov`` (A, levels) of
+    :func:`_emit` (counts only)."""
     nd = min(T, 256) + 2
     hole_box = np.zeros((nd, 4), np.int64)
     out_box = np.zeros((nd, 4), np.int64)
@@ -207,6 +209,7 @@ def _level_buffers(T):
         np.zeros(nd, np.int64),
         np.ones(nd, np.int64),
         out_box,
+        np.zeros((A, nd), np.int32),
     )
 
 
@@ -216,7 +219,9 @@ def _alloc(H, W):
 
     Layout: 0 band, 1 filled, 2 fgpat, 3 bgpat, 4 lab, 5 link times (per label), 6 order, 7 cnt,
     then per-label arrays 8 parent, 9-12 bbox x0 y0 x1 y1, 13 first pixel,
-    14 doubled area, 15 live list, 16 position in the live list.
+    14 doubled area, 15 live list, 16 position in the live list, and for the scoring of
+    changed regions only (:func:`_emit`): 17 level of the current box's score, 18 that IoU,
+    19 last band the label was queued in, 20 the queue of changed labels.
     """
     Wp = W + 2
     n = (H + 2) * Wp
@@ -239,6 +244,10 @@ def _alloc(H, W):
     area2 = np.empty(m, np.int64)
     live = np.empty(m, np.int32)
     livepos = np.empty(m, np.int32)
+    seg = np.empty(m, np.int32)
+    siou = np.empty(m, np.float64)
+    dmark = np.empty(m, np.int32)
+    dlist = np.empty(m, np.int32)
     return (
         band,
         filled,
@@ -257,6 +266,10 @@ def _alloc(H, W):
         area2,
         live,
         livepos,
+        seg,
+        siou,
+        dmark,
+        dlist,
     )
 
 
@@ -498,14 +511,53 @@ def _fill_holes(H, W, D, band, filled, queue, inq):
                     size += 1
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _emit(v, lo, hi, iou_thr, cov):
+    """A box of IoU ``v`` (float64, ``n / d``) at every threshold level lo..hi: one more box at or
+    above ``iou_thr[a]`` there, as differences (``cov[a, lo] += 1``, ``cov[a, hi + 1] -= 1``).
+
+    A level counts as correct at ``iou_thr[a]`` iff the prefix sum of ``cov[a]`` there is
+    positive: the best box's IoU is at or above a threshold iff some box's is (``n / d`` is
+    rounded monotonically, so the best float is the float of the best fraction)."""
+    for a in range(iou_thr.shape[0]):
+        if v >= iou_thr[a]:
+            cov[a, lo] += 1
+            cov[a, hi + 1] -= 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _queue(lb, b, dmark, dlist, nq):
+    """Queue label lb (its box changed in band b) once per band; returns the queue length."""
+    if dmark[lb] != b:
+        dmark[lb] = b
+        dlist[nq] = lb
+        nq += 1
+    return nq
+
+
 @njit(cache=True, nogil=True)
-def _bg_sweep(H, W, D, ws, gt, total, hole_n, hole_d, hole_box, want_fill):
+def _score_floor(iou_thr, gt):
+    """``(tmin, big)``: the lowest IoU threshold, and the box area below which a box's IoU with
+    every GT box is below tmin (IoU <= box area / GT area), with a margin for rounding."""
+    tmin = np.inf
+    for a in range(iou_thr.shape[0]):
+        tmin = min(tmin, iou_thr[a])
+    gmin = np.inf
+    for g in range(gt.shape[0]):
+        gmin = min(gmin, np.float64((gt[g, 2] - gt[g, 0] + 1) * (gt[g, 3] - gt[g, 1] + 1)))
+    return tmin, tmin * gmin * (1.0 - 1e-7)
+
+
+@njit(cache=True, nogil=True)
+def _bg_sweep(H, W, D, ws, gt, total, score, exact, iou_thr, cov, hole_n, hole_d, hole_box, want_fill):
     """Ascending background sweep (4-connectivity); label 0 is the sea (the frame
     and all background connected to it), every other component is a hole.
 
-    ``order``/``cnt`` hold the ``total`` sorted pixels (all of them). Per threshold j:
-    the hole-contour box (hole bbox grown by one pixel, clipped) of best IoU into
-    hole_n/hole_d/hole_box[j] (hole_d[j] == 0: no hole).
+    ``order``/``cnt`` hold the ``total`` sorted pixels (all of them). ``score``: score the
+    hole contours' boxes (hole bbox grown by one pixel, clipped), either ``exact``ly, per
+    threshold j the box of best IoU into hole_n/hole_d/hole_box[j] (hole_d[j] == 0: no hole),
+    or, for counts only, into ``cov`` (:func:`_emit`): a hole is scored only at the levels at
+    which its box changed, and each score covers the levels up to the next change.
 
     ``want_fill``: also the hole-filled bands into ``ws[1]`` (same values as
     :func:`_fill_holes`): every union records the band at which it happened
@@ -514,6 +566,9 @@ def _bg_sweep(H, W, D, ws, gt, total, hole_n, hole_d, hole_box, want_fill):
     """
     band, bgpat, lab, linkt, order, cnt = ws[0], ws[3], ws[4], ws[5], ws[6], ws[7]
     parent, bx0, by0, bx1, by1, live, livepos = ws[8], ws[9], ws[10], ws[11], ws[12], ws[15], ws[16]
+    seg, siou, dmark, dlist = ws[17], ws[18], ws[19], ws[20]
+    track = score and not exact
+    tmin, big = _score_floor(iou_thr, gt)
     Wp = W + 2
     n = (H + 2) * Wp
     off, ngroups, rep = _neighbour_tables(Wp, BG_GROUPS)
@@ -524,9 +579,12 @@ def _bg_sweep(H, W, D, ws, gt, total, hole_n, hole_d, hole_box, want_fill):
         lab[i] = 0
     parent[0] = 0
     nlab = 1
+    prev = np.int32(-2)  # raster position of the previous pixel, and its root
+    plb = 0
     nlive = 0
     acc = np.int64(0)
     for b in range(0, D):
+        nq = 0
         acc += cnt[b]
         s0 = total - acc
         for jj in range(s0, s0 + cnt[b]):
@@ -536,15 +594,19 @@ def _bg_sweep(H, W, D, ws, gt, total, hole_n, hole_d, hole_box, want_fill):
             p = (y + 1) * Wp + x + 1
             pat = bgpat[p]
             ng = ngroups[pat]
+            merged = False  # lb's box grew by a union
             if ng == 1:  # the common case
-                q = p + rep[pat]
-                lb = lab[q]
-                if parent[lb] != lb:
-                    if want_fill:  # lab[q] must stay q's label when it was added
-                        lb = _find_t(parent, linkt, lb)
-                    else:
-                        lb = _find(parent, lb)
-                        lab[q] = lb
+                if yx == prev + 1:  # a run: the W neighbour came just before, its label is a root
+                    lb = plb
+                else:
+                    q = p + rep[pat]
+                    lb = lab[q]
+                    if parent[lb] != lb:
+                        if want_fill:  # lab[q] must stay q's label when it was added
+                            lb = _find_t(parent, linkt, lb)
+                        else:
+                            lb = _find(parent, lb)
+                            lab[q] = lb
             elif ng == 0:
                 lb = nlab
                 nlab += 1
@@ -558,6 +620,13 @@ def _bg_sweep(H, W, D, ws, gt, total, hole_n, hole_d, hole_box, want_fill):
                 livepos[lb] = nlive
                 nlive += 1
                 lab[p] = lb
+                if track:
+                    seg[lb] = -1
+                    dmark[lb] = -1
+                    if 16 >= big:  # a one-pixel hole's box is 3 x 3 (4 x 4 bounds it)
+                        nq = _queue(lb, b, dmark, dlist, nq)
+                prev = yx
+                plb = lb
                 continue
             else:
                 if want_fill:
@@ -579,38 +648,69 @@ def _bg_sweep(H, W, D, ws, gt, total, hole_n, hole_d, hole_box, want_fill):
                         last = live[nlive]
                         live[k] = last
                         livepos[last] = k
+                        if track and seg[l2] >= 0 and siou[l2] >= tmin:  # l2's box ends at level b - 1
+                            _emit(siou[l2], seg[l2], b - 1, iou_thr, cov)
                         if lb != 0:
+                            if bx0[l2] < bx0[lb] or by0[l2] < by0[lb] or bx1[l2] > bx1[lb] or by1[l2] > by1[lb]:
+                                merged = True
                             bx0[lb] = min(bx0[lb], bx0[l2])
                             by0[lb] = min(by0[lb], by0[l2])
                             bx1[lb] = max(bx1[lb], bx1[l2])
                             by1[lb] = max(by1[lb], by1[l2])
             lab[p] = lb
+            prev = yx
+            plb = lb
             if lb != 0:
+                grown = merged
                 if x < bx0[lb]:
                     bx0[lb] = x
+                    grown = True
                 if x > bx1[lb]:
                     bx1[lb] = x
+                    grown = True
                 if y < by0[lb]:
                     by0[lb] = y
+                    grown = True
                 if y > by1[lb]:
                     by1[lb] = y
-        bn = np.int64(0)
-        bd = np.int64(1)
-        bi = -1
-        for li in range(nlive):
+                    grown = True
+                # a box too small to reach tmin needs no score (its holes are scored once larger)
+                if track and grown and (bx1[lb] - bx0[lb] + 4) * (by1[lb] - by0[lb] + 4) >= big:
+                    nq = _queue(lb, b, dmark, dlist, nq)
+        if track:
+            # the holes whose box changed in band b: close the old box's levels, score the new one
+            for t in range(nq):
+                r = dlist[t]
+                if parent[r] != r:  # joined another hole or the sea: closed at the union
+                    continue
+                if seg[r] >= 0 and siou[r] >= tmin:
+                    _emit(siou[r], seg[r], b - 1, iou_thr, cov)
+                cn, cd = _box_vs_gt(bx0[r] - 1, by0[r] - 1, min(bx1[r] + 2, W - 1), min(by1[r] + 2, H - 1), gt)
+                siou[r] = cn / cd
+                seg[r] = b
+        elif score:
+            bn = np.int64(0)
+            bd = np.int64(1)
+            bi = -1
+            for li in range(nlive):
+                r = live[li]
+                cn, cd = _box_vs_gt(bx0[r] - 1, by0[r] - 1, min(bx1[r] + 2, W - 1), min(by1[r] + 2, H - 1), gt)
+                if bi < 0 or _better(cn, cd, bn, bd):
+                    bn = cn
+                    bd = cd
+                    bi = r
+            if bi >= 0:
+                hole_n[b] = bn
+                hole_d[b] = bd
+                hole_box[b, 0] = bx0[bi] - 1
+                hole_box[b, 1] = by0[bi] - 1
+                hole_box[b, 2] = min(bx1[bi] + 2, W - 1)
+                hole_box[b, 3] = min(by1[bi] + 2, H - 1)
+    if track:
+        for li in range(nlive):  # holes that last to the top level
             r = live[li]
-            cn, cd = _box_vs_gt(bx0[r] - 1, by0[r] - 1, min(bx1[r] + 2, W - 1), min(by1[r] + 2, H - 1), gt)
-            if bi < 0 or _better(cn, cd, bn, bd):
-                bn = cn
-                bd = cd
-                bi = r
-        if bi >= 0:
-            hole_n[b] = bn
-            hole_d[b] = bd
-            hole_box[b, 0] = bx0[bi] - 1
-            hole_box[b, 1] = by0[bi] - 1
-            hole_box[b, 2] = min(bx1[bi] + 2, W - 1)
-            hole_box[b, 3] = min(by1[bi] + 2, H - 1)
+            if siou[r] >= tmin:
+                _emit(siou[r], seg[r], D - 1, iou_thr, cov)
     if want_fill:
         # join[l]: band at which label l reaches the sea (parents have smaller labels)
         filled, join = ws[1], ws[13]
@@ -637,14 +737,20 @@ def _bg_sweep(H, W, D, ws, gt, total, hole_n, hole_d, hole_box, want_fill):
 
 
 @njit(cache=True, nogil=True)
-def _fg_sweep(H, W, D, ws, gt, multi, hole_n, hole_d, hole_box, out_n, out_d, out_box):
-    """Descending foreground sweep (8-connectivity). For every threshold j < D: the
-    chosen box and its best (intersection, union) against the GT boxes.
+def _fg_sweep(H, W, D, ws, gt, multi, exact, iou_thr, cov, hole_n, hole_d, hole_box, out_n, out_d, out_box):
+    """Descending foreground sweep (8-connectivity).
 
-    ``multi``: the best box over all components and (via hole_*) hole contours.
-    Otherwise the component of largest window area (ties: first pixel last in
-    raster order); run on the hole-filled bands this is the reference's
-    ``max(contours, key=cv2.contourArea)``.
+    ``multi``: every component and (through the background sweep) every hole contour counts.
+    ``exact``: per threshold j < D the box of best IoU and its (intersection, union) against
+    the GT boxes into out_n/out_d/out_box[j], comparing every component's box with the best
+    hole's (hole_*); otherwise (counts only) the components' boxes go into ``cov`` like the
+    holes' (:func:`_emit`), each scored only at the levels at which it changed.
+
+    Not ``multi``: into out_*[j], the component of largest window area (ties: first pixel
+    last in raster order); run on the hole-filled bands this is the reference's
+    ``max(contours, key=cv2.contourArea)``. The largest one is kept up to date as pixels
+    arrive (areas never shrink); only when its key may have dropped below another's (equal
+    area, earlier first pixel) are the live components compared at the end of the band.
     """
     fgpat, lab, order, cnt = ws[2], ws[4], ws[6], ws[7]
     parent, bx0, by0, bx1, by1, first, area2, live, livepos = (
@@ -658,15 +764,26 @@ def _fg_sweep(H, W, D, ws, gt, multi, hole_n, hole_d, hole_box, out_n, out_d, ou
         ws[15],
         ws[16],
     )
+    seg, siou, dmark, dlist = ws[17], ws[18], ws[19], ws[20]
+    track = multi and not exact
+    tmin, big = _score_floor(iou_thr, gt)
     Wp = W + 2
     n = (H + 2) * Wp
+    prev = np.int32(-2)  # raster position of the previous pixel, and its root
+    plb = 0
     off, ngroups, rep = _neighbour_tables(Wp, FG_GROUPS)
     for i in range(n):
         lab[i] = -1
     nlab = 0
     nlive = 0
     jj = 0
+    # single contour: the largest component bi and its key (area2, first); stale: bi may be wrong
+    bi = -1
+    ba = np.int64(0)
+    bf = np.int32(0)
+    stale = False
     for b in range(D, 0, -1):
+        nq = 0
         s1 = jj + cnt[b]
         while jj < s1:
             yx = order[jj]
@@ -676,12 +793,16 @@ def _fg_sweep(H, W, D, ws, gt, multi, hole_n, hole_d, hole_box, out_n, out_d, ou
             p = (y + 1) * Wp + x + 1
             pat = fgpat[p]
             ng = ngroups[pat]
+            merged = False  # lb's box grew by a union
             if ng == 1:  # the common case: one group of present neighbours
-                q = p + rep[pat]
-                lb = lab[q]
-                if parent[lb] != lb:
-                    lb = _find(parent, lb)
-                    lab[q] = lb
+                if yx == prev + 1:  # a run: the W neighbour came just before, its label is a root
+                    lb = plb
+                else:
+                    q = p + rep[pat]
+                    lb = lab[q]
+                    if parent[lb] != lb:
+                        lb = _find(parent, lb)
+                        lab[q] = lb
             elif ng == 0:  # a new component
                 lb = nlab
                 nlab += 1
@@ -696,6 +817,17 @@ def _fg_sweep(H, W, D, ws, gt, multi, hole_n, hole_d, hole_box, out_n, out_d, ou
                 livepos[lb] = nlive
                 nlive += 1
                 lab[p] = lb
+                if track:
+                    seg[lb] = -1
+                    dmark[lb] = -1
+                    if 4 >= big:  # a one-pixel component's box is at most 2 x 2
+                        nq = _queue(lb, b, dmark, dlist, nq)
+                if not multi and not stale and (bi < 0 or area2[lb] > ba or (area2[lb] == ba and yx > bf)):
+                    bi = lb
+                    ba = area2[lb]
+                    bf = yx
+                prev = yx
+                plb = lb
                 continue
             else:  # several groups: they may belong to different components
                 lb = _find(parent, lab[p + rep[pat]])
@@ -705,6 +837,10 @@ def _fg_sweep(H, W, D, ws, gt, multi, hole_n, hole_d, hole_box, out_n, out_d, ou
                         if l2 < lb:
                             lb, l2 = l2, lb
                         parent[l2] = lb
+                        if track and seg[l2] >= 0 and siou[l2] >= tmin:  # l2's box ends at level b
+                            _emit(siou[l2], b, seg[l2], iou_thr, cov)
+                        if bx0[l2] < bx0[lb] or by0[l2] < by0[lb] or bx1[l2] > bx1[lb] or by1[l2] > by1[lb]:
+                            merged = True
                         bx0[lb] = min(bx0[lb], bx0[l2])
                         by0[lb] = min(by0[lb], by0[l2])
                         bx1[lb] = max(bx1[lb], bx1[l2])
@@ -716,19 +852,41 @@ def _fg_sweep(H, W, D, ws, gt, multi, hole_n, hole_d, hole_box, out_n, out_d, ou
                         last = live[nlive]
                         live[k] = last
                         livepos[last] = k
+            grown = merged
             if x < bx0[lb]:
                 bx0[lb] = x
+                grown = True
             if x > bx1[lb]:
                 bx1[lb] = x
+                grown = True
             if y < by0[lb]:
                 by0[lb] = y
+                grown = True
             if y > by1[lb]:
                 by1[lb] = y
+                grown = True
+            # a box too small to reach tmin needs no score (the component is scored once larger)
+            if track and grown and (bx1[lb] - bx0[lb] + 2) * (by1[lb] - by0[lb] + 2) >= big:
+                nq = _queue(lb, b, dmark, dlist, nq)
+            lab[p] = lb
+            prev = yx
+            plb = lb
             if not multi:
                 if yx < first[lb]:
                     first[lb] = yx
                 area2[lb] += FG_AREA2[pat]
-            lab[p] = lb
+                if not stale:
+                    if bi == lb or parent[bi] != bi:  # the largest one grew (or was merged into lb)
+                        if area2[lb] > ba or first[lb] == bf:
+                            bi = lb
+                            ba = area2[lb]
+                            bf = first[lb]
+                        else:  # same area, earlier first pixel: another one may win the tie now
+                            stale = True
+                    elif area2[lb] > ba or (area2[lb] == ba and first[lb] > bf):
+                        bi = lb
+                        ba = area2[lb]
+                        bf = first[lb]
         j = b - 1
         if nlive == 0:  # nothing above the threshold: the reference's box [0, 0, 0, 0]
             cn, cd = _box_vs_gt(0, 0, 0, 0, gt)
@@ -738,35 +896,52 @@ def _fg_sweep(H, W, D, ws, gt, multi, hole_n, hole_d, hole_box, out_n, out_d, ou
             out_box[j, 1] = 0
             out_box[j, 2] = 0
             out_box[j, 3] = 0
+            if track:
+                _emit(cn / cd, j, j, iou_thr, cov)
             continue
-        if multi:
+        if track:
+            # the components whose box changed in band b: close the old box's levels, score the new one
+            for t in range(nq):
+                r = dlist[t]
+                if parent[r] != r:  # merged into another one: closed at the union
+                    continue
+                if seg[r] >= 0 and siou[r] >= tmin:
+                    _emit(siou[r], b, seg[r], iou_thr, cov)
+                cn, cd = _box_vs_gt(bx0[r], by0[r], min(bx1[r] + 1, W - 1), min(by1[r] + 1, H - 1), gt)
+                siou[r] = cn / cd
+                seg[r] = j
+        elif multi:
             bn = np.int64(0)
             bd = np.int64(1)
-            bi = -1
+            bm = -1
             for li in range(nlive):
                 r = live[li]
                 cn, cd = _box_vs_gt(bx0[r], by0[r], min(bx1[r] + 1, W - 1), min(by1[r] + 1, H - 1), gt)
-                if bi < 0 or _better(cn, cd, bn, bd):
+                if bm < 0 or _better(cn, cd, bn, bd):
                     bn = cn
                     bd = cd
-                    bi = r
+                    bm = r
             out_n[j] = bn
             out_d[j] = bd
-            out_box[j, 0] = bx0[bi]
-            out_box[j, 1] = by0[bi]
-            out_box[j, 2] = min(bx1[bi] + 1, W - 1)
-            out_box[j, 3] = min(by1[bi] + 1, H - 1)
+            out_box[j, 0] = bx0[bm]
+            out_box[j, 1] = by0[bm]
+            out_box[j, 2] = min(bx1[bm] + 1, W - 1)
+            out_box[j, 3] = min(by1[bm] + 1, H - 1)
             if hole_d[j] > 0 and _better(hole_n[j], hole_d[j], bn, bd):
                 out_n[j] = hole_n[j]
                 out_d[j] = hole_d[j]
                 for c in range(4):
                     out_box[j, c] = hole_box[j, c]
         else:
-            bi = live[0]
-            for li in range(1, nlive):
-                r = live[li]
-                if area2[r] > area2[bi] or (area2[r] == area2[bi] and first[r] > first[bi]):
-                    bi = r
+            if stale:
+                bi = live[0]
+                for li in range(1, nlive):
+                    r = live[li]
+                    if area2[r] > area2[bi] or (area2[r] == area2[bi] and first[r] > first[bi]):
+                        bi = r
+                ba = area2[bi]
+                bf = first[bi]
+                stale = False
             cx1 = min(bx1[bi] + 1, W - 1)
             cy1 = min(by1[bi] + 1, H - 1)
             cn, cd = _box_vs_gt(bx0[bi], by0[bi], cx1, cy1, gt)
@@ -776,11 +951,17 @@ def _fg_sweep(H, W, D, ws, gt, multi, hole_n, hole_d, hole_box, out_n, out_d, ou
             out_box[j, 1] = by0[bi]
             out_box[j, 2] = cx1
             out_box[j, 3] = cy1
+    if track:
+        for li in range(nlive):  # components that last to the lowest level
+            r = live[li]
+            if siou[r] >= tmin:
+                _emit(siou[r], 0, seg[r], iou_thr, cov)
 
 
-def _image_boxes(img, thr_t, gt, multi, ws, dvals, kmap, levels):
-    """One image, all thresholds: out_n/out_d/out_box[j] (``levels[3:]``) for the D
-    distinct thresholds. Returns ``(D, valid)``.
+def _image_boxes(img, thr_t, gt, multi, exact, iou_thr, ws, dvals, kmap, levels):
+    """One image, all thresholds: for the D distinct thresholds, exactly (``exact``, or single
+    contour) out_n/out_d/out_box[j] (``levels[3:6]``), otherwise (multi contour, counts only)
+    the coverage counts ``levels[6]`` at ``iou_thr``. Returns ``(D, valid)``.
 
     The stages are called one by one from Python on purpose: a numba function that
     calls them gets its own linked copies of them, and those ran about 20% slower
@@ -789,25 +970,26 @@ def _image_boxes(img, thr_t, gt, multi, ws, dvals, kmap, levels):
     """
     H, W = img.shape
     band, filled, fgpat, bgpat, lab, order, cnt = ws[0], ws[1], ws[2], ws[3], ws[4], ws[6], ws[7]
+    cov = levels[6]
     D, valid = _quantize(img, thr_t, band, dvals, kmap)
     if multi:
         # one sort serves both sweeps; the background sweep finds the holes
         _patterns(H, W, band, fgpat, bgpat, True, True)
         total = _sort(H, W, D, band, order, cnt)
-        _bg_sweep(H, W, D, ws, gt, total, *levels[:3], False)
+        _bg_sweep(H, W, D, ws, gt, total, True, exact, iou_thr, cov, *levels[:3], False)
     else:
         # single contour: components of the hole-filled map
         _fill_holes(H, W, D, band, filled, order, lab)
         band[:] = filled
         _patterns(H, W, band, fgpat, bgpat, True, False)
         _sort(H, W, D, band, order, cnt)
-    _fg_sweep(H, W, D, ws, gt, multi, *levels)
+    _fg_sweep(H, W, D, ws, gt, multi, exact, iou_thr, cov, *levels[:6])
     return D, valid
 
 
-def _workspace(H, W, T):
+def _workspace(H, W, T, A):
     """Per-thread buffers: the sweep workspace, dvals, kmap, the per-level buffers and IoUs."""
-    levels = _level_buffers(T)
+    levels = _level_buffers(T, A)
     return _alloc(H, W), np.empty(T + 1, np.int64), np.empty(T, np.int64), levels, np.empty(levels[3].shape[0])
 
 
@@ -819,15 +1001,19 @@ def box_chunk(
     box at threshold index want_k into best_iou/best_box[i]; invalid[i] = 1 for maps
     with NaN or values outside [0, 1]. The kernels release the GIL: chunks run in threads."""
     _, H, W = maps.shape
-    ws, dvals, kmap, levels, iou = _workspace(H, W, thr_t.shape[0])
-    out_n, out_d, out_box = levels[3:]
+    ws, dvals, kmap, levels, iou = _workspace(H, W, thr_t.shape[0], iou_thr.shape[0])
+    out_n, out_d, out_box, cov = levels[3:]
+    exact = want_k >= 0
     for i in range(i0, i1):
         gt = gt_flat[gt_off[i] : gt_off[i + 1]]
-        D, valid = _image_boxes(maps[i], thr_t, gt, multi, ws, dvals, kmap, levels)
+        D, valid = _image_boxes(maps[i], thr_t, gt, multi, exact, iou_thr, ws, dvals, kmap, levels)
         if not valid:
             invalid[i] = 1
-        _tally(out_n, out_d, D, kmap, iou, iou_thr, eligible, i, counts)
-        if want_k >= 0:
+        if multi and not exact:
+            _tally_cov(cov, D, kmap, iou_thr, eligible, i, counts)
+        else:
+            _tally(out_n, out_d, D, kmap, iou, iou_thr, eligible, i, counts)
+        if exact:
             j = kmap[want_k]
             best_iou[i] = out_n[j] / out_d[j]
             best_box[i] = out_box[j]
@@ -850,6 +1036,29 @@ def _tally(out_n, out_d, D, kmap, iou, iou_thr, eligible, i, counts):
                         counts[s, a, k] += 1
 
 
+@njit(cache=True, nogil=True)
+def _tally_cov(cov, D, kmap, iou_thr, eligible, i, counts):
+    """:func:`_tally` from the coverage counts of :func:`_emit` (level j is correct at
+    iou_thr[a] iff ``cov[a, :j + 1].sum() > 0``), then clears ``cov`` for the next image."""
+    A = iou_thr.shape[0]
+    S = eligible.shape[0]
+    for a in range(A):
+        run = 0
+        for j in range(D + 1):
+            run += cov[a, j]
+            cov[a, j] = 1 if run > 0 else 0
+    for k in range(kmap.shape[0]):
+        j = kmap[k]
+        for a in range(A):
+            if cov[a, j]:
+                for s in range(S):
+                    if eligible[s, i]:
+                        counts[s, a, k] += 1
+    for a in range(A):
+        for j in range(D + 1):
+            cov[a, j] = 0
+
+
 def box_chunk_both(
     maps, gt_flat, gt_off, thr_all, pos_1, iou_1, elig_1, counts_1, pos_2, iou_2, elig_2, counts_2, i0, i1, invalid
 ):
@@ -863,9 +1072,9 @@ def box_chunk_both(
     instead of :func:`_fill_holes`.
     """
     _, H, W = maps.shape
-    ws, dvals, kmap, levels, iou = _workspace(H, W, thr_all.shape[0])
+    ws, dvals, kmap, levels, iou = _workspace(H, W, thr_all.shape[0], iou_2.shape[0])
     band, filled, fgpat, bgpat, order, cnt = ws[0], ws[1], ws[2], ws[3], ws[6], ws[7]
-    out_n, out_d = levels[3], levels[4]
+    out_n, out_d, cov = levels[3], levels[4], levels[6]
     for i in range(i0, i1):
         gt = gt_flat[gt_off[i] : gt_off[i + 1]]
         D, valid = _quantize(maps[i], thr_all, band, dvals, kmap)
@@ -873,13 +1082,13 @@ def box_chunk_both(
             invalid[i] = 1
         _patterns(H, W, band, fgpat, bgpat, True, True)
         total = _sort(H, W, D, band, order, cnt)
-        _bg_sweep(H, W, D, ws, gt, total, *levels[:3], True)
-        _fg_sweep(H, W, D, ws, gt, True, *levels)
-        _tally(out_n, out_d, D, kmap[pos_2], iou, iou_2, elig_2, i, counts_2)
+        _bg_sweep(H, W, D, ws, gt, total, True, False, iou_2, cov, *levels[:3], True)
+        _fg_sweep(H, W, D, ws, gt, True, False, iou_2, cov, *levels[:6])
+        _tally_cov(cov, D, kmap[pos_2], iou_2, elig_2, i, counts_2)
         band[:] = filled
         _patterns(H, W, band, fgpat, bgpat, True, False)
         _sort(H, W, D, band, order, cnt)
-        _fg_sweep(H, W, D, ws, gt, False, *levels)
+        _fg_sweep(H, W, D, ws, gt, False, False, iou_1, cov, *levels[:6])
         _tally(out_n, out_d, D, kmap[pos_1], iou, iou_1, elig_1, i, counts_1)
 
 
