@@ -215,6 +215,7 @@ def test_one_row_per_slot_and_what_a_worker_does_next(tmp_path):
     assert study.next_action(done.get_trials(), make_job(tmp_path, sampler="tpe", trials=3)) == "stop"
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # the test asks by hand
 def test_prepare_enqueues_the_plan_once_and_refuses_a_changed_search(tmp_path):
     job = make_job(tmp_path)
     handle = study.prepare_study(job)
@@ -236,6 +237,7 @@ def test_prepare_enqueues_the_plan_once_and_refuses_a_changed_search(tmp_path):
         study.prepare_study(make_job(tmp_path, space={"train.lr": FloatDistribution(1e-3, 1.0, log=True)}))
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # the test asks by hand
 def test_a_trial_whose_worker_died_is_retried_with_its_params_and_slot(tmp_path):
     job = make_job(tmp_path, trials=1)
     handle = study.prepare_study(job)
@@ -248,6 +250,49 @@ def test_a_trial_whose_worker_died_is_retried_with_its_params_and_slot(tmp_path)
     assert trials[1].params == trials[0].params and trials[1].user_attrs[study.SLOT] == 0
     assert [(r.slot, r.status) for r in study.search_rows(trials, job)] == [(0, "waiting")]
     assert study.next_action(trials, job) == "run"
+
+
+def test_run_failures_fail_their_trial_for_good_and_a_usage_error_stops_the_worker(tmp_path, registry, monkeypatch):
+    import torch
+
+    from wsolbench import runner
+    from wsolbench.errors import WsolbenchError
+    from wsolbench.progress import Progress
+
+    outcomes = iter(
+        [
+            runner.RunResult(tmp_path / "run0", {"maxboxacc_v2": 30.0, "val": {"maxboxacc_v2": 42.0}}),
+            WsolbenchError("loss is nan at epoch 1: lower train.lr"),
+            torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+            UsageError("dataset root '/data/cub' does not exist"),
+        ]
+    )
+
+    def fake_execute(config, registry, **kwargs):
+        outcome = next(outcomes)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    monkeypatch.setattr(runner, "execute", fake_execute)
+    job = make_job(tmp_path, trials=4, metric="maxboxacc_v2")
+    handle = study.prepare_study(job)
+    objective = study.Objective(job, registry, Progress(quiet=True))
+    for _ in range(3):
+        handle.optimize(objective, n_trials=1, catch=(study.TrialError,))
+    with pytest.raises(UsageError, match="does not exist"):
+        handle.optimize(objective, n_trials=1, catch=(study.TrialError,))
+    rows = study.search_rows(handle.get_trials(), job)
+    assert [(r.slot, r.status, r.score) for r in rows] == [
+        (0, "done", 42.0),  # scored on val
+        (1, "failed", None),
+        (2, "failed", None),
+        (3, "interrupted", None),
+    ]
+    assert rows[0].scored_on == "val maxboxacc_v2" and rows[0].run == str(tmp_path / "run0")
+    assert rows[1].error.startswith("loss is nan") and rows[2].error.startswith("out of memory: CUDA out of memory")
+    study.prepare_study(job)  # the next `wsolbench search` queues the interrupted slot again, only it
+    assert [t.user_attrs[study.SLOT] for t in handle.get_trials(states=(TrialState.WAITING,))] == [3]
 
 
 # --------------------------------------------------------------------------------------

@@ -268,6 +268,8 @@ class Objective:
         self.job, self.registry, self.progress = job, registry, progress
 
     def __call__(self, trial: optuna.Trial) -> float:
+        import torch
+
         from wsolbench.runner import execute
 
         job = self.job
@@ -296,6 +298,10 @@ class Objective:
         except WsolbenchError as error:
             trial.set_user_attr(ERROR, str(error))
             raise TrialError(str(error)) from None
+        except (MemoryError, torch.OutOfMemoryError) as error:  # too big a batch: a result, not a crash
+            message = f"out of memory: {str(error).splitlines()[0][:100]}" if str(error) else "out of memory"
+            trial.set_user_attr(ERROR, message)
+            raise TrialError(message) from None
         trial.set_user_attr(RUN, str(result.run_dir))
         values, scored_split = split_metrics(result.metrics, job.split)
         trial.set_user_attr(SCORED_ON, f"{scored_split} {resolve_metric(job.metric, values)}")
