@@ -39,3 +39,19 @@ def test_disabled_event_log_writes_nothing(tmp_path) -> None:
     with EventLog(tmp_path, enabled=False) as events:
         events.scalars("loss", {"loss": 1.0}, step=1)
     assert not (tmp_path / "tensorboard").exists()
+
+
+def test_cli_warnings_are_one_line(capsys) -> None:
+    import warnings
+
+    from wsolbench.cli.main import one_line_warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = one_line_warnings("run")
+        warnings.warn(
+            "config key 'eval.save_k_maps' is deprecated:\n  use 'eval.save_maps'", FutureWarning, stacklevel=1
+        )
+    assert capsys.readouterr().err == (
+        "wsolbench run: warning: config key 'eval.save_k_maps' is deprecated: use 'eval.save_maps'\n"
+    )

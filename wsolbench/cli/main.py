@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from collections.abc import Sequence
 
 from wsolbench import __version__
@@ -27,11 +28,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line_warnings(command: str):
+    """A ``warnings.showwarning`` that prints ``wsolbench <command>: warning: <message>`` on one line."""
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001 - showwarning's signature
+        text = " ".join(str(message).split())
+        print(f"wsolbench {command}: warning: {text}", file=file or sys.stderr)
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; user errors print one line and exit non-zero (2 for usage)."""
+    """Run the command line; user errors print one line and exit non-zero (2 for usage), warnings one line."""
     args = build_parser().parse_args(argv)
     try:
-        return args.handler(args) or 0
+        with warnings.catch_warnings():
+            warnings.showwarning = one_line_warnings(args.command)
+            return args.handler(args) or 0
     except WsolbenchError as error:
         print(f"wsolbench {args.command}: error: {error}", file=sys.stderr)
         return error.exit_code
