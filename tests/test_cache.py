@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 
 from wsolbench.cache import (
-    SCHEMA_VERSION,
     CacheError,
     CacheMeta,
     CacheWriter,

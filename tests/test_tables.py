@@ -143,9 +143,17 @@ def test_paper_rows_are_marked() -> None:
     headers, body = build_table(ROWS, include_paper=True, filters=["dataset=cub"])
     assert headers[-1] == "source"
     paper = [line for line in body if line[-1] != "ours"]
-    assert {line[-1] for line in paper} == {"Xue et al. 2019, T1"}
-    top1 = {line[0]: line[headers.index("Top-1 Loc Err")] for line in paper}
+    assert {line[-1] for line in paper} == {"Xue et al. 2019, T1", "Choe et al. 2020, main table"}
+    danet_paper = [line for line in paper if line[-1] == "Xue et al. 2019, T1"]
+    top1 = {line[0]: line[headers.index("Top-1 Loc Err")] for line in danet_paper}
     assert top1 == {"cam (CAM)": "55.85", "danet (HDA + DDA)": "47.48"}  # only the methods with runs
+    # Choe et al. report CAM (not DANet): their CUB rows are CAM's MaxBoxAccV2 for three backbones
+    choe = [line for line in paper if line[-1] == "Choe et al. 2020, main table"]
+    assert sorted((line[0], line[1], line[headers.index("MaxBoxAccV2")]) for line in choe) == [
+        ("cam (CAM)", "inceptionv3", "56.70"),
+        ("cam (CAM)", "resnet50", "63.00"),
+        ("cam (CAM)", "vgg16", "63.70"),
+    ]
     assert all(line[3] == "" for line in paper)  # no seed count for published numbers
     assert {line[-1] for line in body if line not in paper} == {"ours"}
     assert all(r["source"] == "Xue et al. 2019, T1" for r in danet_rows())
@@ -154,7 +162,7 @@ def test_paper_rows_are_marked() -> None:
 def test_reference_rows_only_for_methods_in_the_table() -> None:
     cam_only = [r for r in ROWS if r["method"] == "cam"]
     _, body = build_table(cam_only, include_paper=True, filters=["dataset=cub"])
-    assert [line[0] for line in body if line[-1] != "ours"] == ["cam (CAM)"]
+    assert {line[0] for line in body if line[-1] != "ours"} == {"cam (CAM)"}
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
