@@ -295,6 +295,26 @@ def test_run_failures_fail_their_trial_for_good_and_a_usage_error_stops_the_work
     assert [t.user_attrs[study.SLOT] for t in handle.get_trials(states=(TrialState.WAITING,))] == [3]
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # the test asks by hand
+def test_a_slot_queued_twice_never_trains_twice_at_once(tmp_path, registry, monkeypatch):
+    from wsolbench import runner
+    from wsolbench.progress import Progress
+
+    def fail_if_called(*args, **kwargs):
+        raise AssertionError("the duplicate trained")
+
+    monkeypatch.setattr(runner, "execute", fail_if_called)
+    job = make_job(tmp_path, trials=1)
+    handle = study.prepare_study(job)
+    first = handle.ask()  # a worker runs slot 0 ...
+    first.suggest_float("train.lr", 1e-3, 1e-1, log=True)
+    handle.enqueue_trial(first.params, user_attrs={study.SLOT: 0})  # ... while a race queued it again
+    handle.optimize(study.Objective(job, registry, Progress(quiet=True)), n_trials=1)
+    states = [t.state for t in handle.get_trials()]
+    assert states == [TrialState.RUNNING, TrialState.PRUNED]
+    assert [(r.slot, r.status) for r in study.search_rows(handle.get_trials(), job)] == [(0, "running")]
+
+
 # --------------------------------------------------------------------------------------
 # End to end (these train)
 # --------------------------------------------------------------------------------------

@@ -24,8 +24,10 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import os
+import queue
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -169,7 +171,10 @@ def _guarded(fn: Callable[[T], Any], item: T) -> Outcome:
 def _init_local_worker(gpu_slots: Any, threads: int, parent_pid: int) -> None:
     global _PARENT_PID
     _PARENT_PID = parent_pid
-    gpu = gpu_slots.get()
+    try:
+        gpu = gpu_slots.get(timeout=60)
+    except queue.Empty:  # pragma: no cover - a replacement worker (the pool never starts one)
+        gpu = None
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     set_threads(threads)
@@ -201,10 +206,10 @@ def _run_local(fn: Callable[[T], Any], items: Sequence[T], launch: Launch) -> li
         futures = [pool.submit(_guarded, fn, item) for item in items]
         try:
             return [future.result() for future in futures]
-        except concurrent.futures.process.BrokenProcessPool:
+        except BrokenProcessPool:
             raise WsolbenchError(
-                "a worker process died (killed, or out of memory); run the same command again: finished runs "
-                "are reused and unfinished ones resume from their checkpoints"
+                "a worker process died (killed, or out of memory); run the same command again (a sweep with "
+                "--resume): finished runs are reused and unfinished ones resume from their checkpoints"
             ) from None
 
 

@@ -44,6 +44,8 @@ FINGERPRINT, PLAN = "wsolbench_fingerprint", "wsolbench_plan"
 #: Retries of a trial whose worker died, before the slot waits for the next ``wsolbench search``.
 MAX_RETRY = 3
 
+
+# --------------------------------------------------------------------------------------
 # The study
 # --------------------------------------------------------------------------------------
 
@@ -274,19 +276,13 @@ class Objective:
 
         job = self.job
         slot = trial.user_attrs.get(SLOT)
-        if slot is None:
-            if not job.adaptive:
-                raise optuna.TrialPruned("not a planned trial (its queue entry went to another worker)")
+        if slot is None and job.adaptive:
             slot = trial.number
             trial.set_user_attr(SLOT, slot)
-            if len({s for s in live_slots(trial.study.get_trials(deepcopy=False)) if s < slot}) >= job.trials:
-                raise optuna.TrialPruned("the search has its trials")
-        if slot >= job.trials:
-            raise optuna.TrialPruned(f"slot {slot} is beyond the {job.trials} trials of this search")
         params = {key: suggest(trial, key, distribution) for key, distribution in job.space.items()}
-        for other in trial.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if other.number != trial.number and other.params == params and slot_of(other) != slot:
-                raise optuna.TrialPruned(f"trial {slot_of(other)} is running the same parameters")
+        skip = self.skip_reason(trial, slot, params)
+        if skip:
+            raise optuna.TrialPruned(skip)
         force = job.force and not trial.user_attrs.get(STARTED)
         trial.set_user_attr(STARTED, True)
         config = configuration.resolve(self.registry, base=job.base_config, flags=params)
@@ -308,6 +304,31 @@ class Objective:
         score = trial_score(result.metrics, job.metric, job.split)
         self.progress.message(f"trial {slot} done", score=round(score, 4), run=str(result.run_dir))
         return score
+
+    def skip_reason(self, trial: optuna.Trial, slot: int | None, params: dict[str, Any]) -> str | None:
+        """Why this trial must not run (it becomes PRUNED, which no table or budget counts), or None.
+
+        Queue races are rare but possible with many workers: a random search's worker may ask
+        after another took the last queued trial (a fresh, unplanned trial), a slot may be queued
+        twice, TPE may overshoot its budget or propose parameters another worker is running;
+        two processes must never train the same run folder.
+        """
+        job = self.job
+        if slot is None:
+            return "not a planned trial (the queued one went to another worker)"
+        trials = trial.study.get_trials(deepcopy=False)
+        if not job.adaptive and slot >= job.trials:
+            return f"slot {slot} is beyond the {job.trials} trials of this search"
+        if job.adaptive and len({s for s in live_slots(trials) if s < slot}) >= job.trials:
+            return "the search has its trials"
+        for other in trials:
+            if other.number == trial.number or other.state not in (TrialState.RUNNING, TrialState.COMPLETE):
+                continue
+            if slot_of(other) == slot:
+                return f"trial {slot} already ran or runs (optuna trial {other.number})"
+            if other.state == TrialState.RUNNING and other.params == params:
+                return f"trial {slot_of(other)} is running the same parameters"
+        return None
 
 
 def suggest(trial: optuna.Trial, key: str, distribution: BaseDistribution) -> Any:
