@@ -16,7 +16,7 @@ def add_launch_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``sweep`` and ``search``: where the runs run (see :mod:`wsolbench.launch`)."""
     from wsolbench.launch import LAUNCHERS
 
-    group = parser.add_argument_group("launching (see the README's 'Many runs on many machines')")
+    group = parser.add_argument_group("launching (README: Evaluating WSOL right, many runs on many machines)")
     group.add_argument(
         "--jobs",
         type=int,
