@@ -128,7 +128,7 @@ def execute(
         if runtime.is_main:
             run.path.mkdir(parents=True, exist_ok=True)
             run.config.write_text(configuration.dump(config))
-        parts = build_parts(config, registry)
+        parts = build_parts(config, registry, data)
         progress.message(
             "reusing the trained model to predict " + ", ".join(stale) if trained else "run",
             dir=str(run.path),
@@ -141,8 +141,7 @@ def execute(
         train(parts, config, runtime, run.path, config_hash=digest, resume=resume, progress=progress)
         versions = _plugin_versions(config, registry)
         for split in stale:
-            dataset = parts.test_set if split == "test" else data[split]
-            dataset.normalization = parts.test_set.normalization  # as build_parts set it for the model
+            dataset = parts.datasets[split]
             extra = {
                 "data_fingerprint": fingerprints[split],
                 "train_data_fingerprint": fingerprints["train"],

@@ -35,11 +35,18 @@ class TrainingDiverged(WsolbenchError):
 
 @dataclass
 class Parts:
-    """Everything a run is built from."""
+    """Everything a run is built from: the model and the datasets by split (``"train"`` and the evaluated ones)."""
 
     model: WSOLModel
-    train_set: WSOLDataset
-    test_set: WSOLDataset
+    datasets: dict[str, WSOLDataset]
+
+    @property
+    def train_set(self) -> WSOLDataset:
+        return self.datasets["train"]
+
+    @property
+    def test_set(self) -> WSOLDataset:
+        return self.datasets["test"]
 
 
 def build_dataset(config: dict[str, Any], registry: Registry, split: str) -> WSOLDataset:
@@ -63,20 +70,25 @@ def build_dataset(config: dict[str, Any], registry: Registry, split: str) -> WSO
     return dataset
 
 
-def build_parts(config: dict[str, Any], registry: Registry) -> Parts:
-    """Datasets and model of a run; the model's initial weights depend only on ``config['seed']``."""
-    train_set = build_dataset(config, registry, "train")
-    test_set = build_dataset(config, registry, "test")
+def build_parts(config: dict[str, Any], registry: Registry, datasets: dict[str, WSOLDataset] | None = None) -> Parts:
+    """Datasets and model of a run; the model's initial weights depend only on ``config['seed']``.
+
+    ``datasets`` (split -> dataset, ``"train"`` included) are used when given, else the train
+    and test splits are built; each is set to normalise with the backbone's statistics.
+    """
+    datasets = (
+        dict(datasets) if datasets else {split: build_dataset(config, registry, split) for split in ("train", "test")}
+    )
     seed_everything(config["seed"])
     backbone_name = config["backbone"]["name"]
     backbone = registry.build("backbones", backbone_name, **component_options(config, "backbone"))
-    for dataset in (train_set, test_set):
+    for dataset in datasets.values():
         dataset.normalization = backbone_normalization(backbone)
     head = registry.get("heads", config["head"]["name"])
     head_factory = functools.partial(head.factory, **component_options(config, "head"))
     method = registry.build("methods", config["method"]["name"], **component_options(config, "method"))
-    model = WSOLModel(backbone, head_factory, method, train_set.hierarchy, backbone_name=backbone_name)
-    return Parts(model, train_set, test_set)
+    model = WSOLModel(backbone, head_factory, method, datasets["train"].hierarchy, backbone_name=backbone_name)
+    return Parts(model, datasets)
 
 
 class EpochSampler(Sampler[int]):
