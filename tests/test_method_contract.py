@@ -120,3 +120,20 @@ def test_method_trains_predicts_and_round_trips(method: str, backbone: str, tmp_
     images = first_batch(parts.test_set).images
     with torch.no_grad():
         torch.testing.assert_close(rebuilt(images).logits[-1], model(images).logits[-1])
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_default_search_space_names_options_the_method_accepts_at_both_ends(method: str) -> None:
+    """Every range of a method's ``search_space`` is a declared option, and its extreme values build."""
+    from wsolbench.search import method_search_space
+
+    registry = default_registry(warn=False)
+    component = registry.get("methods", method)
+    space = method_search_space(registry, method)
+    assert {key.removeprefix("method.") for key in space} <= set(component.options)
+    for end in (0, -1):
+        options = {}
+        for key, distribution in space.items():
+            ((kind, values),) = distribution.items()
+            options[key.removeprefix("method.")] = values[end] if kind == "choice" else values[0 if end == 0 else 1]
+        registry.build("methods", method, **options)  # a usage error here would stop every search

@@ -274,6 +274,12 @@ class Method:
     #: Where the method goes in tables (lower first; ties and unranked methods by name).
     table_rank: float = float("inf")
 
+    #: The default random-search space of ``wsolbench search`` (``method_defaults: true``): option
+    #: name -> ``{"uniform": [lo, hi]}``, ``{"log_uniform": [lo, hi]}``, ``{"int_uniform": [lo, hi]}``,
+    #: ``{"int_log_uniform": [lo, hi]}`` or ``{"choice": [...]}`` (see :mod:`wsolbench.search`);
+    #: say in a comment where each range comes from. CAM has no hyperparameter of its own.
+    search_space: dict[str, dict[str, Any]] = {}
+
     def head_specs(self, feature_info: Sequence[FeatureLevel], hierarchy: Hierarchy) -> list[HeadSpec]:
         """Heads to build: CAM puts one K=1 head on the deepest level, fine labels."""
         return [HeadSpec(level=len(feature_info) - 1, label_level=hierarchy.depth - 1, k=1)]

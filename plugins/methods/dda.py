@@ -52,6 +52,14 @@ class DDA(MultiLoss):
 
     table_rank = 80
 
+    #: ``wsolbench search``'s default space: the paper's Fig. 6 sweeps K over 1-16 (picks 8) and
+    #: lambda over several decades (picks 0.01); the drop ratio and the scope are this library's options.
+    search_space = {
+        "k": {"choice": [1, 2, 4, 8, 16]},
+        "lam": {"log_uniform": [1e-3, 1.0]},
+        "drop_ratio": {"choice": [0.0, 0.5]},
+    }
+
     def __init__(
         self, *, levels: int = 3, k: int = 8, lam: float = 0.01, drop_ratio: float = 0.5, scope: str = "joint"
     ):

@@ -24,6 +24,10 @@ class MultiLoss(Method):
 
     table_rank = 60
 
+    #: ``wsolbench search``'s default space: how many of the deepest levels get a head (the DANet
+    #: paper uses 3; 1 is CAM).
+    search_space = {"levels": {"choice": [1, 2, 3]}}
+
     #: Maps per class of every head (K); DDA and DANet set it from their ``k`` option.
     maps_per_class = 1
 
