@@ -146,6 +146,7 @@ def execute(
                 "data_fingerprint": fingerprints[split],
                 "train_data_fingerprint": fingerprints["train"],
                 "train_device": previous_device or runtime.device.type,
+                "normalization": dataset.normalization,
             }
             meta = CacheMeta.from_config(config, plugin_versions=versions, config_hash=digest, split=split, extra=extra)
             write_cache(run.cache(split), parts.model, dataset, config, runtime, meta)

@@ -254,20 +254,22 @@ def _load_images(cache: RunCache, indices: Sequence[int]) -> tuple[list[np.ndarr
     Returns ``(images, "")``, or ``(None, why not)`` when the dataset cannot be built or no
     longer matches the cache (other length or ids).
     """
-    config = cache.meta.config if isinstance(cache.meta.config, Mapping) else {}
+    config = dict(cache.meta.config) if isinstance(cache.meta.config, Mapping) else {}
     section = config.get("dataset")
-    if isinstance(section, Mapping) and section.get("name"):
-        name = str(section["name"])
-        options = {k: v for k, v in section.items() if k != "name"}
-    else:
-        name, options = cache.meta.dataset, {}
+    if not (isinstance(section, Mapping) and section.get("name")):
+        config["dataset"] = {"name": cache.meta.dataset}
+    name = str(config["dataset"]["name"])
     if not name:
         return None, "no images (the cache names no dataset)"
     split = cache.meta.split or "test"
     try:
         from wsolbench.registry import default_registry
+        from wsolbench.train import build_dataset
 
-        dataset = default_registry().build("datasets", name, split=split, **options)
+        dataset = build_dataset(config, default_registry(), split)
+        normalization = cache.meta.extra.get("normalization")
+        if normalization:  # the statistics the run's images were normalised with (its backbone's)
+            dataset.normalization = tuple(tuple(float(v) for v in row) for row in normalization)
         if len(dataset) != len(cache):
             return None, (
                 f"no images (dataset {name!r} split {split!r} has {len(dataset)} images, the cache {len(cache)})"
