@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from wsolbench.cli.run_cmd import add_format_option
 from wsolbench.config import parse_set
 from wsolbench.errors import UsageError
 
@@ -33,9 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="operating CAM threshold: a number in [0, 1), best (best on the evaluated split) or val "
         "(chosen on val, applied to test); same as --set eval.cam_threshold=...",
     )
-    parser.add_argument(
-        "--format", default="github", choices=["github", "markdown", "latex", "csv"], help="table format"
-    )
+    add_format_option(parser)
     parser.set_defaults(handler=run)
 
 

@@ -11,6 +11,13 @@ from wsolbench.progress import LOG_FORMATS, Progress
 from wsolbench.registry import default_registry
 
 
+def add_format_option(parser: argparse.ArgumentParser) -> None:
+    """``--format``: how a command prints its result table (:data:`wsolbench.tables.FORMATS`)."""
+    from wsolbench.tables import FORMATS
+
+    parser.add_argument("--format", default="github", choices=FORMATS, help="table format (default: github)")
+
+
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``run`` and ``sweep``: config sources and runtime settings."""
     parser.add_argument(

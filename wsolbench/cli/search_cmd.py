@@ -7,7 +7,7 @@ import functools
 from pathlib import Path
 
 from wsolbench import config as configuration
-from wsolbench.cli.run_cmd import add_run_options
+from wsolbench.cli.run_cmd import add_format_option, add_run_options
 from wsolbench.cli.sweep_cmd import add_launch_options, launch_settings, worker_log_format
 from wsolbench.errors import UsageError, WsolbenchError
 from wsolbench.progress import Progress
@@ -38,9 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="SECONDS",
         help="seconds between a running trial's heartbeats; a trial silent for three is re-run (default 60)",
     )
-    parser.add_argument(
-        "--format", default="github", choices=["github", "markdown", "latex", "csv"], help="table format"
-    )
+    add_format_option(parser)
     parser.add_argument("--dry-run", action="store_true", help="print the planned trials without training")
     add_run_options(parser)
     add_launch_options(parser)

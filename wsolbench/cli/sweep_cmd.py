@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from wsolbench import config as configuration
-from wsolbench.cli.run_cmd import add_run_options
+from wsolbench.cli.run_cmd import add_format_option, add_run_options
 from wsolbench.errors import UsageError
 from wsolbench.progress import Progress
 from wsolbench.registry import default_registry
@@ -82,9 +82,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "grid", type=Path, help="grid YAML: methods, backbones, datasets, seeds lists and a base config"
     )
-    parser.add_argument(
-        "--format", default="github", choices=["github", "markdown", "latex", "csv"], help="table format"
-    )
+    add_format_option(parser)
     parser.add_argument("--dry-run", action="store_true", help="list the runs without training")
     parser.add_argument("--resume", action="store_true", help="continue interrupted runs from their checkpoints")
     add_run_options(parser)

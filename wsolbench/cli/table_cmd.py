@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from wsolbench.cli.run_cmd import add_format_option
 from wsolbench.config import parse_set
 from wsolbench.results import find_run_dirs, render_runs
 
@@ -18,9 +19,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=[Path("runs")],
         help="run folders, cache files or folders of runs (default: runs/)",
     )
-    parser.add_argument(
-        "--format", default="github", choices=["github", "markdown", "latex", "csv"], help="table format"
-    )
+    add_format_option(parser)
     parser.add_argument("--sort", metavar="COLUMN", help="sort rows by this column (e.g. loc_err_top1)")
     parser.add_argument(
         "--filter",
