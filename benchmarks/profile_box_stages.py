@@ -2,11 +2,11 @@
 
 Run:  python benchmarks/profile_box_stages.py [--maps N] [--interval 0.01] [--kinds smooth noisy ...]
 
-Times each compiled stage of ``wsolbench.metrics`` (``wsolbench/metrics/_sweep.py``) on one
-core, in the order MaxBoxAcc and MaxBoxAccV2 run them (counts only, as ``box_accuracy``), on
-the maps of ``bench_maps.py`` of each kind, and the naive per-threshold implementation
-(``naive_metrics.py``) on every 10th map. This is a diagnostic, not a regression check;
-nothing is asserted.
+Times each compiled stage of the box metrics (``wsolbench/metrics/_levels.py``, ``_sweep.py``,
+``_chunks.py``) on one core, in the order MaxBoxAcc and MaxBoxAccV2 run them (counts only, as
+``box_accuracy``), on the maps of ``bench_maps.py`` of each kind, and with ``--naive`` the naive
+per-threshold implementation (``naive_metrics.py``) on every 10th map. This is a diagnostic,
+not a regression check; nothing is asserted.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 from bench_maps import KINDS, benchmark_maps
 from naive_metrics import naive_box_accuracy
 
-from wsolbench.metrics import _sweep
+from wsolbench.metrics import _chunks, _levels, _sweep
 
 V2_IOUS = np.array([0.3, 0.5, 0.7])
 V1_IOUS = np.array([0.5])
@@ -29,7 +29,7 @@ def _stage_times(maps: np.ndarray, boxes: list[np.ndarray], multi: bool, thresho
     """CPU seconds per map of every stage of one box metric."""
     H, W = maps.shape[1:]
     ious = V2_IOUS if multi else V1_IOUS
-    ws, dvals, kmap, levels, _ = _sweep._workspace(H, W, thresholds.size, ious.size)
+    ws, dvals, kmap, levels, _ = _chunks._workspace(H, W, thresholds.size, ious.size)
     band, fgpat, bgpat, order, cnt = ws[0], ws[2], ws[3], ws[6], ws[7]
     cov = levels[6]
     spent: dict[str, float] = defaultdict(float)
@@ -42,23 +42,23 @@ def _stage_times(maps: np.ndarray, boxes: list[np.ndarray], multi: bool, thresho
 
     for img, gt in zip(maps, boxes, strict=True):
         gt = np.ascontiguousarray(gt, dtype=np.int64)
-        D, _ = timed("quantise", _sweep._quantize, img, thresholds, band, dvals, kmap)
-        if timed("no-holes proof", _sweep._no_holes, H, W, band, bgpat):
+        D, _ = timed("quantise", _levels._quantize, img, thresholds, band, dvals, kmap)
+        if timed("no-holes proof", _levels._no_holes, H, W, band, bgpat):
             spent["(maps proven without holes)"] += 1e-3  # shown as a count
-            timed("neighbour patterns", _sweep._patterns, H, W, band, fgpat, bgpat, True, False)
-            timed("counting sort", _sweep._sort, H, W, D, band, order, cnt)
+            timed("neighbour patterns", _levels._patterns, H, W, band, fgpat, bgpat, True, False)
+            timed("counting sort", _levels._sort, H, W, D, band, order, cnt)
         elif multi:
-            timed("neighbour patterns", _sweep._patterns, H, W, band, fgpat, bgpat, True, True)
-            total = timed("counting sort", _sweep._sort, H, W, D, band, order, cnt)
+            timed("neighbour patterns", _levels._patterns, H, W, band, fgpat, bgpat, True, True)
+            total = timed("counting sort", _levels._sort, H, W, D, band, order, cnt)
             timed(
                 "background sweep (holes)",
                 _sweep._bg_sweep,
                 *(H, W, D, ws, gt, total, True, False, ious, cov, *levels[:3], False),
             )
         else:
-            timed("hole filling", _sweep._filled_bands, H, W, D, ws, gt, ious, levels)
-            timed("neighbour patterns", _sweep._patterns, H, W, band, fgpat, bgpat, True, False)
-            timed("counting sort", _sweep._sort, H, W, D, band, order, cnt)
+            timed("hole filling", _chunks._filled_bands, H, W, D, ws, gt, ious, levels)
+            timed("neighbour patterns", _levels._patterns, H, W, band, fgpat, bgpat, True, False)
+            timed("counting sort", _levels._sort, H, W, D, band, order, cnt)
         timed("foreground sweep", _sweep._fg_sweep, H, W, D, ws, gt, multi, False, ious, cov, *levels[:6])
         cov[:] = 0
     return {name: seconds / len(maps) for name, seconds in spent.items()}

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wsolbench.metrics import _sweep, box_accuracy, box_correct_counts_both, cam_thresholds
+from wsolbench.metrics import _levels, box_accuracy, box_correct_counts_both, cam_thresholds
 
 cv2 = pytest.importorskip("cv2")
 
@@ -30,7 +30,7 @@ def bands_of(m: np.ndarray, interval: float = 0.01) -> tuple[np.ndarray, int]:
     h, w = m.shape
     band = np.empty((h + 2) * (w + 2), np.int16)
     thr = cam_thresholds(interval)
-    D, valid = _sweep._quantize(
+    D, valid = _levels._quantize(
         np.ascontiguousarray(m, dtype=np.float64),
         thr,
         band,
@@ -43,7 +43,7 @@ def bands_of(m: np.ndarray, interval: float = 0.01) -> tuple[np.ndarray, int]:
 
 def proven_without_holes(m: np.ndarray) -> bool:
     band, _ = bands_of(m)
-    return bool(_sweep._no_holes(m.shape[0], m.shape[1], band, np.empty(band.size, np.uint8)))
+    return bool(_levels._no_holes(m.shape[0], m.shape[1], band, np.empty(band.size, np.uint8)))
 
 
 def has_hole_at_some_level(m: np.ndarray) -> bool:
@@ -100,7 +100,7 @@ def test_no_holes_is_never_wrong(kind):
             proven += 1
             band, D = bands_of(m)
             filled = np.empty_like(band)
-            _sweep._fill_holes(h, w, D, band, filled, np.empty(h * w, np.int32), np.empty(band.size, np.int32))
+            _levels._fill_holes(h, w, D, band, filled, np.empty(h * w, np.int32), np.empty(band.size, np.int32))
             assert np.array_equal(filled, band)  # hole filling changes nothing
             assert not has_hole_at_some_level(m)
     if kind == "smooth":
@@ -116,7 +116,7 @@ def test_paths_match_naive(multi):
     maps = [smooth_map(rng, h, w) for _ in range(8)] + [rng.random((h, w)) for _ in range(8)]
     assert sum(proven_without_holes(m) for m in maps[:8]) >= 5
     band, D = bands_of(maps[-1])
-    starts = _sweep._patterns(h, w, band, np.zeros(band.size, np.uint8), np.zeros(band.size, np.uint8), False, True)
+    starts = _levels._patterns(h, w, band, np.zeros(band.size, np.uint8), np.zeros(band.size, np.uint8), False, True)
     assert starts * 10 >= h * w  # noise takes the union-find filling
     maps = np.stack(maps)
     gts = []

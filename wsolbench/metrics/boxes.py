@@ -36,8 +36,10 @@ bit; every detail below is checked against it in ``tests/metrics``:
   multi_contour=False).value``; MaxBoxAccV2 = ``box_accuracy(...).value``.
 
 All thresholds of an image are evaluated together by compiled union-find sweeps
-over its pixels (see ``wsolbench/metrics/_sweep.py``) instead of one
-``findContours`` per threshold; the numbers are identical (``tests/metrics``
+over its pixels (``wsolbench/metrics/_sweep.py``; per-image stages in ``_levels.py``,
+drivers in ``_chunks.py``) instead of one ``findContours`` per threshold, at a cost
+that follows the pixels and the changes of the regions' boxes, not regions x
+thresholds; the numbers are identical (``tests/metrics``
 compares them with the reference and with OpenCV). Images are split into chunks
 run in ``numba.get_num_threads()`` threads; the first call compiles the kernels
 (about 10 s, cached on disk afterwards). :func:`box_correct_counts_both` gives the
@@ -54,7 +56,7 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
-from . import _sweep
+from . import _chunks
 
 __all__ = [
     "BoxAccuracy",
@@ -223,7 +225,7 @@ def _run_boxes(maps, gt_flat, gt_off, thresholds, iou_fracs, multi_contour, elig
     invalid = np.zeros(n, np.uint8)
 
     def work(c, i0, i1):
-        _sweep.box_chunk(
+        _chunks.box_chunk(
             maps,
             gt_flat,
             gt_off,
@@ -336,7 +338,9 @@ def box_correct_counts_both(
     invalid = np.zeros(n, np.uint8)
 
     def work(c, a, b):
-        _sweep.box_chunk_both(maps, gt_flat, gt_off, thr_all, pos_1, i1, e1, c1[c], pos_2, i2, e2, c2[c], a, b, invalid)
+        _chunks.box_chunk_both(
+            maps, gt_flat, gt_off, thr_all, pos_1, i1, e1, c1[c], pos_2, i2, e2, c2[c], a, b, invalid
+        )
 
     if n:
         _run_chunks(n, work)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _sweep
+from . import _hist
 from .boxes import _num_chunks, _run_chunks, cam_thresholds
 
 __all__ = ["PxAPResult", "pxap", "pxap_histograms", "normalize_scoremap"]
@@ -91,7 +91,7 @@ def pxap_histograms(scoremaps, gt_masks, *, cam_curve_interval: float = 0.01) ->
     bad = np.zeros(_num_chunks(n), np.int64)
 
     def work(c, i0, i1):
-        bad[c] = _sweep.hist_chunk(maps, masks, edges, i0, i1, parts[c, 0], parts[c, 1])
+        bad[c] = _hist.hist_chunk(maps, masks, edges, i0, i1, parts[c, 0], parts[c, 1])
 
     _run_chunks(n, work)
     pos, neg = parts[:, 0].sum(axis=0), parts[:, 1].sum(axis=0)
