@@ -43,7 +43,8 @@ def _stage_times(maps: np.ndarray, boxes: list[np.ndarray], multi: bool, thresho
     for img, gt in zip(maps, boxes, strict=True):
         gt = np.ascontiguousarray(gt, dtype=np.int64)
         D, _ = timed("quantise", _levels._quantize, img, thresholds, band, dvals, kmap)
-        if timed("no-holes proof", _levels._no_holes, H, W, band, bgpat):
+        pits = timed("pits, no-holes proof", _levels._pits, H, W, band)
+        if pits == 0 and timed("pits, no-holes proof", _levels._no_holes, H, W, band, bgpat):
             spent["(maps proven without holes)"] += 1e-3  # shown as a count
             timed("neighbour patterns", _levels._patterns, H, W, band, fgpat, bgpat, True, False)
             timed("counting sort", _levels._sort, H, W, D, band, order, cnt)
@@ -53,13 +54,27 @@ def _stage_times(maps: np.ndarray, boxes: list[np.ndarray], multi: bool, thresho
             timed(
                 "background sweep (holes)",
                 _sweep._bg_sweep,
-                *(H, W, D, ws, gt, total, True, False, ious, cov, *levels[:3], False),
+                *(H, W, D, ws, gt, total, ious, cov, None, None, None, None),
             )
         else:
-            timed("hole filling", _chunks._filled_bands, H, W, D, ws, gt, ious, levels)
+            timed("hole filling", _chunks._filled_bands, H, W, D, ws, gt, ious, levels, pits)
             timed("neighbour patterns", _levels._patterns, H, W, band, fgpat, bgpat, True, False)
             timed("counting sort", _levels._sort, H, W, D, band, order, cnt)
-        timed("foreground sweep", _sweep._fg_sweep, H, W, D, ws, gt, multi, False, ious, cov, *levels[:6])
+        timed(
+            "foreground sweep",
+            _sweep._fg_sweep,
+            H,
+            W,
+            D,
+            ws,
+            gt,
+            ious,
+            cov if multi else None,
+            None,
+            None,
+            None,
+            *levels[3:6],
+        )
         cov[:] = 0
     return {name: seconds / len(maps) for name, seconds in spent.items()}
 

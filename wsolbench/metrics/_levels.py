@@ -14,7 +14,8 @@
   / FIFO algorithm). The 8-connected components of ``filled > j`` are the outer contours'
   filled regions, so the foreground sweep on ``filled`` gives the single-contour pick.
 * :func:`_no_holes`: a cheap proof that no threshold level has a hole (then the background
-  sweep and the hole filling are skipped: ``filled`` equals the bands).
+  sweep and the hole filling are skipped: ``filled`` equals the bands); :func:`_pits` counts
+  the one-pixel basins that disprove it even more cheaply, and tell noise from CAM-like maps.
 """
 
 from __future__ import annotations
@@ -209,6 +210,25 @@ def _patterns(H, W, band, fgpat, bgpat, want_fg, want_bg):
                 out[x] = v
                 starts += np.int64((v & np.uint8(0x5A)) == 0)  # none of N, W, E, S
     return starts
+
+
+@njit(cache=True, nogil=True)
+def _pits(H, W, band):
+    """Number of pixels below all four of their 4-neighbours (the frame, band -1, is below
+    every pixel, so border pixels never count). A pit is a hole at its own level, so a map
+    with one needs no :func:`_no_holes`; noise has pits at a fifth of its pixels, CAM-like
+    maps at under 1%. One vectorised pass."""
+    Wp = W + 2
+    count = np.int64(0)
+    for y in range(H):
+        row = (y + 1) * Wp + 1
+        up = band[row - Wp : row - Wp + W]
+        mid = band[row - 1 : row + W + 1]
+        dn = band[row + Wp : row + Wp + W]
+        for x in range(W):
+            c = mid[x + 1]
+            count += np.int64((c < up[x]) & (c < dn[x]) & (c < mid[x]) & (c < mid[x + 2]))
+    return count
 
 
 @njit(cache=True, nogil=True)
