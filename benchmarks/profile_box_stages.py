@@ -44,37 +44,26 @@ def _stage_times(maps: np.ndarray, boxes: list[np.ndarray], multi: bool, thresho
         gt = np.ascontiguousarray(gt, dtype=np.int64)
         D, _ = timed("quantise", _levels._quantize, img, thresholds, band, dvals, kmap)
         pits = timed("pits, no-holes proof", _levels._pits, H, W, band)
+        # the same choices as _chunks._image_boxes (the sweeps' mode: which arguments are None)
+        segments = multi and pits * _chunks.SEGMENTS_PIT_SHARE >= H * W
+        counts_only = cov if segments else None
+        holes = levels[:3] if multi and not segments else (None, None, None)
         if pits == 0 and timed("pits, no-holes proof", _levels._no_holes, H, W, band, bgpat):
             spent["(maps proven without holes)"] += 1e-3  # shown as a count
             timed("neighbour patterns", _levels._patterns, H, W, band, fgpat, bgpat, True, False)
             timed("counting sort", _levels._sort, H, W, D, band, order, cnt)
+            levels[1][:] = 0
         elif multi:
             timed("neighbour patterns", _levels._patterns, H, W, band, fgpat, bgpat, True, True)
             total = timed("counting sort", _levels._sort, H, W, D, band, order, cnt)
-            timed(
-                "background sweep (holes)",
-                _sweep._bg_sweep,
-                *(H, W, D, ws, gt, total, ious, cov, None, None, None, None),
-            )
+            bg_args = (H, W, D, ws, gt, total, ious, counts_only, *holes, None)
+            timed("background sweep (holes)", _sweep._bg_sweep, *bg_args)
         else:
             timed("hole filling", _chunks._filled_bands, H, W, D, ws, gt, ious, levels, pits)
             timed("neighbour patterns", _levels._patterns, H, W, band, fgpat, bgpat, True, False)
             timed("counting sort", _levels._sort, H, W, D, band, order, cnt)
-        timed(
-            "foreground sweep",
-            _sweep._fg_sweep,
-            H,
-            W,
-            D,
-            ws,
-            gt,
-            ious,
-            cov if multi else None,
-            None,
-            None,
-            None,
-            *levels[3:6],
-        )
+        fg_args = (H, W, D, ws, gt, ious, counts_only, *holes, *levels[3:6])
+        timed("foreground sweep", _sweep._fg_sweep, *fg_args)
         cov[:] = 0
     return {name: seconds / len(maps) for name, seconds in spent.items()}
 
