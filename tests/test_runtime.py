@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from wsolbench.events import EventLog, tensorboard_available
@@ -55,3 +56,24 @@ def test_cli_warnings_are_one_line(capsys) -> None:
     assert capsys.readouterr().err == (
         "wsolbench run: warning: config key 'eval.save_k_maps' is deprecated: use 'eval.save_maps'\n"
     )
+
+
+@pytest.mark.slow
+def test_a_run_writes_its_losses_and_final_metrics_as_tensorboard_events(tmp_path) -> None:
+    if not tensorboard_available():
+        pytest.skip("tensorboard is not installed (the tensorboard extra)")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from wsolbench.cli.main import main
+
+    args = ["run", "--method", "dda", "--backbone", "tinycnn", "--image-size", "32", "--batch-size", "16"]
+    args += ["--set", "backbone.width=4", "--set", "head.channels=8", "--set", "dataset.num_train=32"]
+    args += ["--set", "dataset.num_test=8", "--epochs", "1", "--quiet", "--out", str(tmp_path)]
+    assert main(args) == 0
+    tags = set()
+    for events_file in tmp_path.glob("*/tensorboard/events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(events_file))
+        accumulator.Reload()
+        tags |= set(accumulator.Tags()["scalars"])
+    assert {"loss/loss", "loss/div", "lr/group0", "lr/group1", "throughput/img_per_s"} <= tags
+    assert {"metrics/maxboxacc_v2", "metrics/cls_err_top1"} <= tags

@@ -24,6 +24,7 @@ from wsolbench import config as configuration
 from wsolbench.cache import CacheError, CacheMeta, config_hash, dataset_fingerprint, read_meta
 from wsolbench.errors import UsageError
 from wsolbench.evaluate import METRIC_KEYS, NEUTRAL_KEYS, EvalSettings, evaluate_run, same_settings
+from wsolbench.events import EventLog
 from wsolbench.predict import write_cache
 from wsolbench.progress import Progress
 from wsolbench.registry import Registry
@@ -151,6 +152,9 @@ def execute(
             meta = CacheMeta.from_config(config, plugin_versions=versions, config_hash=digest, split=split, extra=extra)
             write_cache(run.cache(split), parts.model, dataset, config, runtime, meta)
         metrics = evaluate_run(run, settings) if runtime.is_main else {}
+        with EventLog(run.path, enabled=runtime.is_main) as events:
+            scalars = {key: value for key, value in metrics.items() if isinstance(value, float)}
+            events.scalars("metrics", scalars, step=config["train"]["epochs"])
     finally:
         shutdown(runtime)
     return RunResult(run.path, metrics, reused=trained)
