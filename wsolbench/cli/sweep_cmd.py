@@ -76,11 +76,11 @@ def worker_log_format(log_format: str, jobs: int) -> str:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "sweep",
-        help="run the cross product of methods x backbones x datasets x seeds",
+        help="run the cross product of methods x backbones x datasets x seeds (x listed options)",
         description="Runs whose results already exist with the same config hash are reused, not retrained.",
     )
     parser.add_argument(
-        "grid", type=Path, help="grid YAML: methods, backbones, datasets, seeds lists and a base config"
+        "grid", type=Path, help="grid YAML: methods, backbones, datasets, seeds lists, options (dotted config keys with lists of values) and a base config"
     )
     add_format_option(parser)
     parser.add_argument("--dry-run", action="store_true", help="list the runs without training")
@@ -94,11 +94,11 @@ def run(args: argparse.Namespace) -> int:
     from wsolbench.cache import config_hash
     from wsolbench.launch import run_jobs
     from wsolbench.results import render_runs
-    from wsolbench.sweep import RunCall, grid_points, load_grid
+    from wsolbench.sweep import RunCall, grid_points, load_grid, point_label
 
     registry = default_registry()
     axes, base = load_grid(args.grid)
-    configs, seen = [], set()
+    configs, labels, seen = [], [], set()
     for point in grid_points(axes):
         config = configuration.resolve(
             registry,
@@ -111,11 +111,12 @@ def run(args: argparse.Namespace) -> int:
         if digest not in seen:  # two workers must never train the same run folder
             seen.add(digest)
             configs.append(config)
+            labels.append(point_label(point))
     launch = launch_settings(args, name=f"wsolbench-sweep-{args.grid.stem}")
-    for index, config in enumerate(configs, 1):
+    for index, (config, options) in enumerate(zip(configs, labels), 1):
         label = f"{config['method']['name']} / {config['backbone']['name']} / {config['dataset']['name']} / seed {config['seed']}"
         if args.dry_run:
-            print(f"[{index}/{len(configs)}] {label}")
+            print(f"[{index}/{len(configs)}] {label}" + (f" / {options}" if options else ""))
     if args.dry_run or not configs:
         return 0
     progress = Progress(args.log_format, quiet=args.quiet)
