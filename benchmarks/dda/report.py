@@ -1,0 +1,156 @@
+"""The DDA study's tables and its Fig. 6-style plots from a folder of finished runs.
+
+Reads every run folder under RUNS whose method is ``danet`` or ``dda`` (``config.yaml`` and
+``metrics.json``, as ``wsolbench run`` writes them), groups seeds that share every other
+setting, and prints one markdown table per question of issue 17: K (lambda at 0.01), lambda
+(K at 8), the divergence scope, the drop ratio and the training budget. Each cell is the mean
++- sample std over seeds, with the seed count; ``kmap_iou`` is the mean pairwise IoU of the K
+maps' foregrounds (``benchmarks/kmap_overlap.py``; 1 = all K maps light up the same pixels).
+
+``--plot PNG`` draws loc err and MaxBoxAccV2 against K and against lambda, error bars over
+seeds, one line per divergence scope, like the paper's Fig. 6.
+
+Usage::
+
+    python benchmarks/dda/report.py runs/zoo --plot benchmarks/images/dda_fig6.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from kmap_overlap import run_overlap  # noqa: E402
+
+#: DDA's options and their defaults (plugins/methods/dda.py), so runs that left one at its
+#: default group with runs that set it explicitly.
+DDA_DEFAULTS = {"levels": 3, "k": 8, "lam": 0.01, "drop_ratio": 0.5, "scope": "joint"}
+METRICS = ("loc_err_top1", "gt_known_loc", "maxboxacc_v2", "cls_err_top1", "kmap_iou")
+#: The budget every question but the budget one is asked at (benchmarks/zoo.yaml).
+BASE_EPOCHS = 3
+
+
+def setting_of(config: dict[str, Any]) -> dict[str, Any]:
+    """What a run was trained with: the method, DDA's options (defaults filled in; ``-`` for
+    HDA, which has none of them) and the epochs; everything a seed group shares."""
+    method = config["method"]
+    if method["name"] == "hda":
+        options = dict.fromkeys(DDA_DEFAULTS, "-")
+    else:
+        options = {key: method.get(key, default) for key, default in DDA_DEFAULTS.items()}
+        options["lam"] = float(options["lam"])
+        options["drop_ratio"] = float(options["drop_ratio"])
+    return {"method": method["name"], **options, "epochs": config["train"]["epochs"]}
+
+
+def collect(runs: Path, *, overlap: bool = True) -> list[dict[str, Any]]:
+    """One record per finished danet, dda or hda run under ``runs``: setting, seed, metrics."""
+    records = []
+    for metrics_path in sorted(runs.glob("*/metrics.json")):
+        config = yaml.safe_load((metrics_path.parent / "config.yaml").read_text())
+        if config["method"]["name"] not in ("danet", "dda", "hda"):
+            continue
+        metrics = json.loads(metrics_path.read_text())
+        record = {**setting_of(config), "seed": config["seed"], **{m: metrics.get(m) for m in METRICS}}
+        if overlap and record["method"] != "hda" and record["k"] > 1:
+            record["kmap_iou"] = 100 * run_overlap(metrics_path.parent)["iou"]
+        records.append(record)
+    return records
+
+
+def group(records: Iterable[dict[str, Any]], **fixed: Any) -> dict[tuple, list[dict[str, Any]]]:
+    """Records matching ``fixed`` grouped by their whole setting (seeds pooled)."""
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        if all(record[key] == value for key, value in fixed.items()):
+            setting = tuple((key, record[key]) for key in ("method", *DDA_DEFAULTS, "epochs"))
+            groups[setting].append(record)
+    return dict(groups)
+
+
+def mean_std(values: Sequence[float | None]) -> str:
+    """``mean ± std (n)`` of the values that exist (sample std; ``-`` when none do)."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return "-"
+    std = statistics.stdev(present) if len(present) > 1 else 0.0
+    return f"{statistics.mean(present):.1f} ± {std:.1f} ({len(present)})"
+
+
+def table(groups: dict[tuple, list[dict[str, Any]]], columns: Sequence[str]) -> str:
+    """Markdown table: the varied setting columns, then mean ± std (seeds) of each metric."""
+    header = [*columns, *METRICS]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for setting, members in sorted(groups.items(), key=lambda item: [str(v) for _, v in item[0]]):
+        values = dict(setting)
+        cells = [str(values[c]) for c in columns] + [mean_std([m[metric] for m in members]) for metric in METRICS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def report(records: list[dict[str, Any]]) -> str:
+    """The study's tables, one per question, as markdown."""
+    paper = {"method": "danet", "epochs": BASE_EPOCHS}
+    budget = {**group(records, method="hda"), **group(records, method="danet", **DDA_DEFAULTS)}
+    sections = [
+        ("DDA on its own (method dda; levels 1 = CAM + DDA)", group(records, method="dda", epochs=BASE_EPOCHS), ["levels"]),
+        ("Fig. 6a: K (lambda 0.01, drop ratio 0.5)", group(records, **paper, lam=0.01, drop_ratio=0.5), ["scope", "k"]),
+        ("Fig. 6b: lambda (K 8, drop ratio 0.5)", group(records, **paper, k=8, drop_ratio=0.5), ["scope", "lam"]),
+        ("Drop ratio (K 8, lambda 0.01)", group(records, **paper, k=8, lam=0.01), ["scope", "drop_ratio"]),
+        ("Budget (DANet at its defaults, HDA)", budget, ["method", "epochs"]),
+    ]
+    return "\n\n".join(f"### {title}\n\n{table(groups, columns)}" for title, groups, columns in sections)
+
+
+def plot(records: list[dict[str, Any]], path: Path) -> None:
+    """Loc err and MaxBoxAccV2 against K and against lambda (error bars: std over seeds)."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 7), dpi=100)
+    axes = figure.subplots(2, 2)
+    sweeps = [("k", dict(lam=0.01), "K (maps per class)"), ("lam", dict(k=8), "lambda")]
+    for col, (axis_key, fixed, label) in enumerate(sweeps):
+        for row, metric in enumerate(("loc_err_top1", "maxboxacc_v2")):
+            ax = axes[row][col]
+            for scope in ("joint", "level"):
+                groups = group(records, method="danet", epochs=BASE_EPOCHS, drop_ratio=0.5, scope=scope, **fixed)
+                points = sorted((dict(s)[axis_key], [m[metric] for m in ms]) for s, ms in groups.items())
+                if not points:
+                    continue
+                xs = [x if x > 0 or axis_key == "k" else 1e-4 for x, _ in points]  # lambda 0 drawn at 1e-4
+                ys = [statistics.mean(v) for _, v in points]
+                errs = [statistics.stdev(v) if len(v) > 1 else 0.0 for _, v in points]
+                ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, label=f"scope {scope}")
+            ax.set_xscale("log", base=2 if axis_key == "k" else 10)
+            ax.set_xlabel(label + (" (0 drawn at 1e-4)" if axis_key == "lam" else ""))
+            ax.set_ylabel({"loc_err_top1": "Top-1 Loc Err (%)", "maxboxacc_v2": "MaxBoxAccV2 (%)"}[metric])
+            ax.grid(alpha=0.3)
+            ax.legend()
+    figure.suptitle("DANet on the synthetic benchmark (tinycnn, 3 epochs; mean ± std over seeds)")
+    figure.tight_layout()
+    figure.savefig(path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", type=Path, help="folder of run folders")
+    parser.add_argument("--plot", type=Path, help="write the Fig. 6-style plot to this PNG")
+    args = parser.parse_args(argv)
+    records = collect(args.runs)
+    print(report(records))
+    if args.plot:
+        plot(records, args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
