@@ -156,7 +156,26 @@ def test_dda_drops_maps_while_training_only_and_reproducibly():
     assert torch.equal(DDA(drop_ratio=0.0).combine_maps(raw, training=True), raw.mean(2))
 
 
-@pytest.mark.parametrize("options", [{"k": 0}, {"lam": -1.0}, {"drop_ratio": 1.0}, {"scope": "global"}, {"levels": 0}])
+def test_dda_relu_mean_fusion_shows_every_maps_positive_part():
+    """Two K maps of one class, each positive on one half and negative on the other: their
+    plain mean is flat (the parts cancel), the official ReLU mean covers both halves."""
+    left = torch.tensor([[1.0, -1.0], [1.0, -1.0]])
+    right = -left
+    raw = torch.stack([left, right])[None, None]  # (B=1, C=1, K=2, 2, 2)
+    outputs = Outputs(raw_maps=[raw], class_maps=[raw.mean(2)], logits=[raw.mean((2, 3, 4))])
+    cls = [torch.tensor([0])]
+    assert torch.equal(DDA(k=2).localization_maps(outputs)[0], torch.zeros(1, 1, 2, 2))
+    assert torch.equal(DDA(k=2, map_fusion="relu_mean").localization_maps(outputs)[0], torch.full((1, 1, 2, 2), 0.5))
+    # where one map alone is positive, ReLU mean = that map / K; the fused test map then min-max normalises it
+    raw[0, 0, 1] = torch.tensor([[0.0, 0.0], [0.0, 2.0]])
+    fused = DDA(k=2, map_fusion="relu_mean").fuse(outputs, cls)
+    relu_mean = torch.tensor([[0.5, 0.0], [0.5, 1.0]])
+    assert torch.allclose(fused[0], (relu_mean - relu_mean.min()) / (relu_mean.max() - relu_mean.min()))
+
+
+@pytest.mark.parametrize(
+    "options", [{"k": 0}, {"lam": -1.0}, {"drop_ratio": 1.0}, {"scope": "global"}, {"levels": 0}, {"map_fusion": "max"}]
+)
 def test_dda_rejects_bad_options(options):
     with pytest.raises(UsageError):
         DANet(**options)

@@ -351,15 +351,18 @@ class Method:
                 (or ground-truth) fine class and its ancestors.
 
         Returns:
-            Each head's map of its class, min-max normalised per image, resized to the
-            largest head resolution and averaged over heads.
+            Each head's map of its class (from :meth:`localization_maps`), min-max normalised
+            per image, resized to the largest head resolution and averaged over heads.
         """
-        size = largest_size(outputs.class_maps)
-        picked = [
-            resize_maps(minmax_normalize(select_class_maps(maps, cls)), size)
-            for maps, cls in zip(outputs.class_maps, classes)
-        ]
+        maps = self.localization_maps(outputs)
+        size = largest_size(maps)
+        picked = [resize_maps(minmax_normalize(select_class_maps(m, cls)), size) for m, cls in zip(maps, classes)]
         return torch.stack(picked).mean(0)
+
+    def localization_maps(self, outputs: Outputs) -> list[Tensor]:
+        """Per head, the ``(B, C, h, w)`` class maps that :meth:`fuse` and the ``"levels"``
+        pictures localize with; the default is the maps the logits pool (``class_maps``)."""
+        return list(outputs.class_maps)
 
     def extra_maps(self, model: Any, outputs: Outputs, classes: list[Tensor]) -> dict[str, MapSet]:
         """Per-image maps of ``classes`` (the ground-truth class and its ancestors, per head)
@@ -367,10 +370,9 @@ class Method:
         several heads (``"levels"``, named after their label levels)."""
         if len(outputs.class_maps) < 2:
             return {}
-        size = largest_size(outputs.class_maps)
-        maps = [
-            resize_maps(minmax_normalize(select_class_maps(m, c)), size) for m, c in zip(outputs.class_maps, classes)
-        ]
+        heads = self.localization_maps(outputs)
+        size = largest_size(heads)
+        maps = [resize_maps(minmax_normalize(select_class_maps(m, c)), size) for m, c in zip(heads, classes)]
         names = tuple(f"{i}:{model.hierarchy.level_names[spec.label_level]}" for i, spec in enumerate(model.head_specs))
         return {"levels": MapSet(torch.stack(maps, dim=1), names)}
 

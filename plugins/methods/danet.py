@@ -15,8 +15,9 @@ class DANet(DDA):
     (Eq. 3) and ``L_D`` the cosine divergence of the ground-truth class's maps, Eq. 4
     ``sum_{k<k'} cos(A_c^k, A_c^k')`` (scope "level": per head, summed over heads) or the
     official code's variant (scope "joint", default: a random half of all heads' maps, mean
-    absolute cosine). With ``scope="joint", drop_ratio=0`` this is the official code's
-    objective up to its 0.5 weight on every cross-entropy.
+    absolute cosine). With ``scope="joint", drop_ratio=0, lam=0.02, map_fusion="relu_mean"``
+    this is the official code's (``lam = 2 * cos_alpha`` for its 0.5 weight on every
+    cross-entropy).
     Test time: the mean over heads of each head's min-max normalised map of the predicted fine
     class and its ancestors, resized to the largest head resolution.
 
@@ -31,6 +32,8 @@ class DANet(DDA):
             map while training (default 0.5; the official code: 0).
         scope: ``"joint"`` (default, the official code's L_D) or ``"level"`` (Eq. 4 per head);
             see ``dda`` for the definitions and why "joint" is the default.
+        map_fusion: ``"mean"`` (default) or ``"relu_mean"`` (the official code's test map:
+            the mean of the ReLU'd K maps); see ``dda``.
     """
 
     table_rank = 90

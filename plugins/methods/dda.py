@@ -14,6 +14,7 @@ from wsolbench_plugins.methods._common import check_int, gt_maps, joint_divergen
 from wsolbench_plugins.methods.multiloss import MultiLoss
 
 SCOPES = ("level", "joint")
+MAP_FUSIONS = ("mean", "relu_mean")
 
 
 class DDA(MultiLoss):
@@ -48,6 +49,18 @@ class DDA(MultiLoss):
             without it is minimised by anti-correlated maps, which cancel in the class mean
             instead of covering different parts (on the synthetic data Eq. 4 reaches -9.8 of its
             -12 floor within 50 SGD steps). "level" is kept for the equation as published.
+        map_fusion: How the K maps of a class become the map that is localized at test time.
+            ``"mean"`` (default): their mean, the map whose average is the class score.
+            ``"relu_mean"``: the mean of the K maps after a ReLU each, the official code's
+            localization map (``get_child_maps``: ``mean(relu(maps), dim=2)``); its scores
+            stay the plain mean. The two differ where K maps go negative: in ``mean`` a map's
+            negative part cancels another map's positive part, in ``relu_mean`` every map's
+            positive part shows (the union of the parts DDA spreads the maps over).
+
+    Deviations from the official code (xuehaolan/DANet, ``models/vgg/vgg_DA.py``): it weights
+    every head's cross-entropy by 0.5 (``L = 0.5 * sum_h CE + cos_alpha * L_D``), so its
+    ``cos_alpha = 0.01`` is ``lam = 0.02`` here; and it trains with all K maps averaged
+    (``drop_ratio=0``).
     """
 
     table_rank = 80
@@ -61,7 +74,14 @@ class DDA(MultiLoss):
     }
 
     def __init__(
-        self, *, levels: int = 3, k: int = 8, lam: float = 0.01, drop_ratio: float = 0.5, scope: str = "joint"
+        self,
+        *,
+        levels: int = 3,
+        k: int = 8,
+        lam: float = 0.01,
+        drop_ratio: float = 0.5,
+        scope: str = "joint",
+        map_fusion: str = "mean",
     ):
         name = type(self).__name__.lower()
         super().__init__(levels=levels)
@@ -72,7 +92,12 @@ class DDA(MultiLoss):
             raise UsageError(f"method {name!r}: drop_ratio must be in [0, 1), not {drop_ratio!r}")
         if scope not in SCOPES:
             raise UsageError(f"method {name!r}: scope must be one of {', '.join(SCOPES)}, not {scope!r}")
+        if map_fusion not in MAP_FUSIONS:
+            raise UsageError(
+                f"method {name!r}: map_fusion must be one of {', '.join(MAP_FUSIONS)}, not {map_fusion!r}"
+            )
         self.k, self.lam, self.drop_ratio, self.scope = k, float(lam), float(drop_ratio), scope
+        self.map_fusion = map_fusion
 
     def combine_maps(self, raw_maps: Tensor, *, training: bool) -> Tensor:
         """Mean of the K maps; while training, of a random ``1 - drop_ratio`` share of them."""
@@ -82,6 +107,12 @@ class DDA(MultiLoss):
             if index is not None:
                 return raw_maps.index_select(2, index).mean(dim=2)
         return raw_maps.mean(dim=2)
+
+    def localization_maps(self, outputs: Outputs) -> list[Tensor]:
+        """Per head, each class's K maps fused by ``map_fusion`` (``mean``: the class maps)."""
+        if self.map_fusion == "relu_mean":
+            return [raw.clamp(min=0).mean(dim=2) for raw in outputs.raw_maps]
+        return super().localization_maps(outputs)
 
     def divergence(self, raw_maps: Sequence[Tensor], targets: Sequence[Tensor]) -> Tensor:
         """L_D of the batch in this method's ``scope``."""
