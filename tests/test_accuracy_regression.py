@@ -1,7 +1,7 @@
 """Accuracy regression: the CI variant of the synthetic ablation must keep its numbers.
 
-`benchmarks/ablation_ci.yaml` trains cam, multiloss, hda and danet briefly on the synthetic
-benchmark (tinycnn, one seed). Each metric must stay within ``BAND`` points of the values
+`benchmarks/ablation_ci.yaml` trains cam, has, adl, cutmix, multiloss, hda and danet briefly on
+the synthetic benchmark (tinycnn, one seed). Each metric must stay within ``BAND`` points of the values
 committed in `benchmarks/accuracy_baseline.json`; the band covers float differences between
 machines and BLAS builds (the same machine reproduces the numbers exactly). After a deliberate
 change that moves them, re-measure with ``python tests/test_accuracy_regression.py --update``.
