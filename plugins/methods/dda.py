@@ -93,9 +93,7 @@ class DDA(MultiLoss):
         if scope not in SCOPES:
             raise UsageError(f"method {name!r}: scope must be one of {', '.join(SCOPES)}, not {scope!r}")
         if map_fusion not in MAP_FUSIONS:
-            raise UsageError(
-                f"method {name!r}: map_fusion must be one of {', '.join(MAP_FUSIONS)}, not {map_fusion!r}"
-            )
+            raise UsageError(f"method {name!r}: map_fusion must be one of {', '.join(MAP_FUSIONS)}, not {map_fusion!r}")
         self.k, self.lam, self.drop_ratio, self.scope = k, float(lam), float(drop_ratio), scope
         self.map_fusion = map_fusion
 

@@ -80,7 +80,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Runs whose results already exist with the same config hash are reused, not retrained.",
     )
     parser.add_argument(
-        "grid", type=Path, help="grid YAML: methods, backbones, datasets, seeds lists, options (dotted config keys with lists of values) and a base config"
+        "grid",
+        type=Path,
+        help="grid YAML: methods, backbones, datasets, seeds lists, options (dotted config keys with lists of values) and a base config",
     )
     add_format_option(parser)
     parser.add_argument("--dry-run", action="store_true", help="list the runs without training")
