@@ -2,7 +2,7 @@
 
 Reads every run folder under RUNS whose method is ``danet`` or ``dda`` (``config.yaml`` and
 ``metrics.json``, as ``wsolbench run`` writes them), groups seeds that share every other
-setting, and prints one markdown table per question of issue 17: K (lambda at 0.01), lambda
+setting (a setting and seed found in two folders counts once), and prints one markdown table per question of issue 17: K (lambda at 0.01), lambda
 (K at 8), the divergence scope, the drop ratio and the training budget. Each cell is the mean
 +- sample std over seeds, with the seed count; ``kmap_iou`` is the mean pairwise IoU of the K
 maps' foregrounds (``benchmarks/kmap_overlap.py``; 1 = all K maps light up the same pixels).
@@ -35,13 +35,16 @@ from kmap_overlap import run_overlap  # noqa: E402
 #: default group with runs that set it explicitly.
 DDA_DEFAULTS = {"levels": 3, "k": 8, "lam": 0.01, "drop_ratio": 0.5, "scope": "joint", "map_fusion": "mean"}
 METRICS = ("loc_err_top1", "gt_known_loc", "maxboxacc_v2", "cls_err_top1", "kmap_iou")
-#: The budget every question but the budget one is asked at (benchmarks/zoo.yaml).
+#: The budget and heads' learning-rate multiplier every question is asked at unless it varies
+#: them (benchmarks/zoo.yaml).
 BASE_EPOCHS = 3
+BASE_HEAD_LR_MULT = 1.0
 
 
 def setting_of(config: dict[str, Any]) -> dict[str, Any]:
     """What a run was trained with: the method, DDA's options (defaults filled in; ``-`` for
-    HDA, which has none of them) and the epochs; everything a seed group shares."""
+    HDA, which has none of them), the epochs and the heads' learning-rate multiplier;
+    everything a seed group shares."""
     method = config["method"]
     if method["name"] == "hda":
         options = dict.fromkeys(DDA_DEFAULTS, "-")
@@ -49,18 +52,30 @@ def setting_of(config: dict[str, Any]) -> dict[str, Any]:
         options = {key: method.get(key, default) for key, default in DDA_DEFAULTS.items()}
         options["lam"] = float(options["lam"])
         options["drop_ratio"] = float(options["drop_ratio"])
-    return {"method": method["name"], **options, "epochs": config["train"]["epochs"]}
+    train = config["train"]
+    return {
+        "method": method["name"],
+        **options,
+        "epochs": train["epochs"],
+        "head_lr_mult": float(train["head_lr_mult"]),
+    }
 
 
 def collect(runs: Path, *, overlap: bool = True) -> list[dict[str, Any]]:
     """One record per finished danet, dda or hda run under ``runs``: setting, seed, metrics."""
     records = []
+    seen = set()
     for metrics_path in sorted(runs.glob("*/metrics.json")):
         config = yaml.safe_load((metrics_path.parent / "config.yaml").read_text())
         if config["method"]["name"] not in ("danet", "dda", "hda"):
             continue
         metrics = json.loads(metrics_path.read_text())
         record = {**setting_of(config), "seed": config["seed"], **{m: metrics.get(m) for m in METRICS}}
+        # the same setting and seed in two folders (one spelled a default out): one training, counted once
+        key = tuple(sorted((k, str(v)) for k, v in setting_of(config).items())) + (config["seed"],)
+        if key in seen:
+            continue
+        seen.add(key)
         if overlap and record["method"] != "hda" and record["k"] > 1:
             record["kmap_iou"] = 100 * run_overlap(metrics_path.parent)["iou"]
         records.append(record)
@@ -72,7 +87,7 @@ def group(records: Iterable[dict[str, Any]], **fixed: Any) -> dict[tuple, list[d
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for record in records:
         if all(record[key] == value for key, value in fixed.items()):
-            setting = tuple((key, record[key]) for key in ("method", *DDA_DEFAULTS, "epochs"))
+            setting = tuple((key, record[key]) for key in ("method", *DDA_DEFAULTS, "epochs", "head_lr_mult"))
             groups[setting].append(record)
     return dict(groups)
 
@@ -86,11 +101,18 @@ def mean_std(values: Sequence[float | None]) -> str:
     return f"{statistics.mean(present):.1f} ± {std:.1f} ({len(present)})"
 
 
+def _sort_key(value: Any) -> tuple[int, Any]:
+    """Numbers in numeric order (K = 2 before 16), then strings."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, value)
+    return (1, str(value))
+
+
 def table(groups: dict[tuple, list[dict[str, Any]]], columns: Sequence[str]) -> str:
     """Markdown table: the varied setting columns, then mean ± std (seeds) of each metric."""
     header = [*columns, *METRICS]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for setting, members in sorted(groups.items(), key=lambda item: [str(v) for _, v in item[0]]):
+    for setting, members in sorted(groups.items(), key=lambda item: [_sort_key(v) for _, v in item[0]]):
         values = dict(setting)
         cells = [str(values[c]) for c in columns] + [mean_std([m[metric] for m in members]) for metric in METRICS]
         lines.append("| " + " | ".join(cells) + " |")
@@ -99,14 +121,19 @@ def table(groups: dict[tuple, list[dict[str, Any]]], columns: Sequence[str]) -> 
 
 def report(records: list[dict[str, Any]]) -> str:
     """The study's tables, one per question, as markdown."""
-    paper = {"method": "danet", "epochs": BASE_EPOCHS, "map_fusion": "mean"}
-    at_paper_point = group(records, epochs=BASE_EPOCHS, levels=3, k=8, scope="joint")
+    base = {"epochs": BASE_EPOCHS, "head_lr_mult": BASE_HEAD_LR_MULT}
+    paper = {"method": "danet", "map_fusion": "mean", **base}
+    at_paper_point = group(records, **base, levels=3, k=8, scope="joint")
     fusion = {s: m for s, m in at_paper_point.items() if dict(s)["lam"] in (0.01, 0.02)}
-    budget = {**group(records, method="hda"), **group(records, method="danet", **DDA_DEFAULTS)}
+    same_lr = {"head_lr_mult": BASE_HEAD_LR_MULT}
+    budget = {**group(records, method="hda", **same_lr), **group(records, method="danet", **DDA_DEFAULTS, **same_lr)}
+    head_lr = group(
+        records, method="danet", epochs=BASE_EPOCHS, lam=0.01, drop_ratio=0.5, scope="joint", map_fusion="mean"
+    )
     sections = [
         (
             "DDA on its own (method dda; levels 1 = CAM + DDA)",
-            group(records, method="dda", epochs=BASE_EPOCHS),
+            group(records, method="dda", **base),
             ["levels", "map_fusion"],
         ),
         ("Test-time map and the official recipe (K 8, joint)", fusion, ["method", "lam", "drop_ratio", "map_fusion"]),
@@ -114,6 +141,7 @@ def report(records: list[dict[str, Any]]) -> str:
         ("Fig. 6b: lambda (K 8, drop ratio 0.5)", group(records, **paper, k=8, drop_ratio=0.5), ["scope", "lam"]),
         ("Drop ratio (K 8, lambda 0.01)", group(records, **paper, k=8, lam=0.01), ["scope", "drop_ratio"]),
         ("Budget (DANet at its defaults, HDA)", budget, ["method", "epochs"]),
+        ("K and the heads' learning rate (lambda 0.01, drop ratio 0.5, joint)", head_lr, ["k", "head_lr_mult"]),
     ]
     return "\n\n".join(f"### {title}\n\n{table(groups, columns)}" for title, groups, columns in sections)
 
@@ -130,7 +158,14 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
             ax = axes[row][col]
             for scope in ("joint", "level"):
                 groups = group(
-                    records, method="danet", epochs=BASE_EPOCHS, drop_ratio=0.5, scope=scope, map_fusion="mean", **fixed
+                    records,
+                    method="danet",
+                    epochs=BASE_EPOCHS,
+                    head_lr_mult=BASE_HEAD_LR_MULT,
+                    drop_ratio=0.5,
+                    scope=scope,
+                    map_fusion="mean",
+                    **fixed,
                 )
                 points = sorted((dict(s)[axis_key], [m[metric] for m in ms]) for s, ms in groups.items())
                 if not points:

@@ -31,7 +31,9 @@ class DDA(MultiLoss):
             multi-loss/HDA, so DDA's ablation row differs from multi-loss only by L_D; 1 gives
             CAM + DDA).
         k: Maps per class K (default 8, the official code's ``num_maps`` for VGG16; its
-            Inception-v3 model uses 4).
+            Inception-v3 model uses 4). A class score is the mean of K maps, so under SGD it
+            moves K times slower than one map's would: on short from-scratch budgets scale
+            ``train.head_lr_mult`` by K (benchmarks/RESULTS.md, "What does DDA do?").
         lam: Weight of L_D (default 0.01, the official ``cos_alpha``).
         drop_ratio: While training, each head's class map averages a random subset of
             ``round(K * (1 - drop_ratio))`` of its K maps, drawn per batch from torch's global RNG
