@@ -153,40 +153,64 @@ def report(records: list[dict[str, Any]]) -> str:
     return "\n\n".join(f"### {title}\n\n{table(groups, columns)}" for title, groups, columns in sections)
 
 
+def sweep_points(records: list[dict[str, Any]], axis_key: str, fixed: dict[str, Any], scope: str) -> list[tuple]:
+    """``(x, [record, ...])`` along one Fig. 6 axis at the paper's other settings, x ascending."""
+    groups = group(
+        records,
+        method="danet",
+        epochs=BASE_EPOCHS,
+        head_lr_mult=BASE_HEAD_LR_MULT,
+        drop_ratio=0.5,
+        scope=scope,
+        map_fusion="mean",
+        **fixed,
+    )
+    return sorted(((dict(s)[axis_key], members) for s, members in groups.items()), key=lambda p: p[0])
+
+
+def _span(numbers: Sequence[int]) -> str:
+    """``3`` for [3], ``1-3`` for [1, 2, 3]."""
+    return str(numbers[0]) if numbers[0] == numbers[-1] else f"{numbers[0]}-{numbers[-1]}"
+
+
 def plot(records: list[dict[str, Any]], path: Path) -> None:
-    """Each of ``PLOT_METRICS`` against K and against lambda (error bars: std over seeds)."""
+    """Each of ``PLOT_METRICS`` against K and against lambda (error bars: std over seeds), one
+    column per axis with two or more points; the legend gives each line's range of seeds per point."""
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(10, 3.2 * len(PLOT_METRICS)), dpi=100)
-    axes = figure.subplots(len(PLOT_METRICS), 2)
-    sweeps = [("k", dict(lam=0.01), "K (maps per class)"), ("lam", dict(k=8), "lambda")]
-    for col, (axis_key, fixed, label) in enumerate(sweeps):
+    sweeps = [("k", dict(lam=0.01), "K (maps per class)"), ("lam", dict(k=8), "lambda (0 drawn at 1e-4)")]
+    lines = {
+        axis_key: {scope: sweep_points(records, axis_key, fixed, scope) for scope in ("joint", "level")}
+        for axis_key, fixed, _ in sweeps
+    }
+    # an axis is drawn once it has two points (the paper's point alone is not a sweep)
+    sweeps = [sweep for sweep in sweeps if any(len(points) > 1 for points in lines[sweep[0]].values())]
+    if not sweeps:
+        raise SystemExit("no danet runs of the K or lambda sweeps to plot")
+    figure = Figure(figsize=(5 * len(sweeps), 3.2 * len(PLOT_METRICS)), dpi=100)
+    axes = figure.subplots(len(PLOT_METRICS), len(sweeps), squeeze=False)
+    for col, (axis_key, _, label) in enumerate(sweeps):
         for row, (metric, metric_label) in enumerate(PLOT_METRICS.items()):
             ax = axes[row][col]
-            for scope in ("joint", "level"):
-                groups = group(
-                    records,
-                    method="danet",
-                    epochs=BASE_EPOCHS,
-                    head_lr_mult=BASE_HEAD_LR_MULT,
-                    drop_ratio=0.5,
-                    scope=scope,
-                    map_fusion="mean",
-                    **fixed,
-                )
-                points = sorted((dict(s)[axis_key], [m[metric] for m in ms]) for s, ms in groups.items())
+            for scope, points in lines[axis_key].items():
                 if not points:
                     continue
-                xs = [x if x > 0 or axis_key == "k" else 1e-4 for x, _ in points]  # lambda 0 drawn at 1e-4
-                ys = [statistics.mean(v) for _, v in points]
-                errs = [statistics.stdev(v) if len(v) > 1 else 0.0 for _, v in points]
-                ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, label=f"scope {scope}")
+                values = [[m[metric] for m in members] for _, members in points]
+                xs = [x if x > 0 or axis_key == "k" else 1e-4 for x, _ in points]
+                seeds = sorted({len(v) for v in values})
+                ax.errorbar(
+                    xs,
+                    [statistics.mean(v) for v in values],
+                    yerr=[statistics.stdev(v) if len(v) > 1 else 0.0 for v in values],
+                    marker="o",
+                    capsize=3,
+                    label=f"scope {scope} ({_span(seeds)} seeds)",
+                )
             ax.set_xscale("log", base=2 if axis_key == "k" else 10)
-            ax.set_xlabel(label + (" (0 drawn at 1e-4)" if axis_key == "lam" else ""))
+            ax.set_xlabel(label)
             ax.set_ylabel(metric_label)
             ax.grid(alpha=0.3)
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend()
+            ax.legend()
     figure.suptitle("DANet on the synthetic benchmark (tinycnn, 3 epochs; mean ± std over seeds)")
     figure.tight_layout()
     figure.savefig(path)
