@@ -49,6 +49,7 @@ GOLDEN = {
     "train": "2d92580e262aa13ccd6c139dfdcf649bf33516deee13ea83f40f7333828258c8",
     "test": "2b6efc925426ae5a3d82de7dfb3e21cbb7462297ead88029e94eb1b2af6b3264",
 }
+GOLDEN_THREE_MARKS = "4a8b9f4d482661be5adc3314dac43f5f661c248b1216e6d9863237d8f5f7a0b7"
 
 
 @pytest.mark.parametrize("split", ["train", "test"])
@@ -56,6 +57,12 @@ def test_golden_checksum(split):
     ds = synthetic(split=split)
     digest = hashlib.sha256(b"".join(item_bytes(ds, i) for i in range(8))).hexdigest()
     assert digest == GOLDEN[split], f"generator output changed: new {split} digest {digest}"
+
+
+def test_golden_checksum_three_marks():
+    ds = synthetic(split="test", parts=3)
+    digest = hashlib.sha256(b"".join(item_bytes(ds, i) + ds.generate(i).part_mask.tobytes() for i in range(8)))
+    assert digest.hexdigest() == GOLDEN_THREE_MARKS, f"generator output changed: new digest {digest.hexdigest()}"
 
 
 # --- determinism -----------------------------------------------------------------------------
@@ -194,8 +201,9 @@ def test_siblings_differ_only_in_the_head():
         label = ds.label(index)
         sibling = label - label % 3 + (label + 1) % 3
         cousin = label + 3 if label % 9 < 6 else label - 3  # same order and species index, other family
-        img_a, mask_a, head_a = renderer.render(ds.rng(index), label)
-        img_b, mask_b, head_b = renderer.render(ds.rng(index), sibling)
+        img_a, mask_a, marks_a = renderer.render(ds.rng(index), label)
+        img_b, mask_b, marks_b = renderer.render(ds.rng(index), sibling)
+        head_a, head_b = marks_a > 0, marks_b > 0
         assert np.array_equal(mask_a, mask_b) and np.array_equal(head_a, head_b)
         assert np.array_equal(img_a[~head_a], img_b[~head_b])  # everything but the head is equal
         assert not np.array_equal(img_a[head_a], img_b[head_b])
@@ -282,6 +290,8 @@ def test_root_is_ignored():
         {"num_train": 0},
         {"image_size": True},
         {"noise": -1},
+        {"parts": 0},
+        {"parts": 4},
     ],
 )
 def test_bad_options_raise_one_line_usage_error(options):
@@ -306,3 +316,68 @@ def test_registered_as_plugin():
     assert {"seed", "num_train", "num_test", "image_size", "orders", "families", "species"} <= set(component.options)
     ds = registry.build("datasets", "synthetic", split="test", num_test=5)
     assert len(ds) == 5
+
+
+# --- several species marks (parts) -----------------------------------------------------------
+def mark_centre(marks: np.ndarray, number: int) -> np.ndarray:
+    rows, cols = np.nonzero(marks == number)
+    return np.array([cols.mean(), rows.mean()])
+
+
+@pytest.mark.parametrize("parts", [2, 3])
+def test_every_mark_is_whole_visible_and_on_the_object(parts):
+    ds = small(parts=parts)
+    head_area = []
+    for i in range(100):
+        item = ds.generate(i)
+        assert set(np.unique(item.part_mask)) == set(range(parts + 1))
+        assert np.all(item.mask[item.part_mask > 0] == 1)
+        ys, xs = np.nonzero(item.mask)
+        assert item.box.tolist() == [xs.min(), ys.min(), xs.max(), ys.max()]
+        for number in range(1, parts + 1):
+            rows, cols = np.nonzero(item.part_mask == number)
+            assert rows.min() > 0 and cols.min() > 0 and rows.max() < 63 and cols.max() < 63
+        head_area.append((item.part_mask == 1).sum())
+        if parts == 3:
+            # head, saddle and tail lie on the body axis, 0.82 body half lengths apart
+            head, tail, saddle = (mark_centre(item.part_mask, n) for n in (1, 2, 3))
+            assert abs(np.linalg.norm(head - saddle) - np.linalg.norm(saddle - tail)) < 1.0
+            assert np.linalg.norm((head + tail) / 2 - saddle) < 1.0
+    # every mark has the head's size (the same radius)
+    for number in range(2, parts + 1):
+        areas = [(ds.generate(i).part_mask == number).sum() for i in range(100)]
+        assert abs(np.mean(areas) - np.mean(head_area)) < 0.05 * np.mean(head_area)
+
+
+def test_one_mark_is_the_default_and_adds_nothing():
+    one, default = small(parts=1), small()
+    assert [item_bytes(one, i) for i in range(5)] == [item_bytes(default, i) for i in range(5)]
+    assert set(np.unique(default.generate(0).part_mask)) == {0, 1}
+
+
+def test_each_mark_alone_tells_the_species():
+    tax = build_taxonomy(4, 3, 3)
+    assert tax.mark_codes.shape == (3, 36, 2) and np.array_equal(tax.mark_codes[0], tax.head_codes)
+    for codes in tax.mark_codes:
+        assert len({tuple(code) for code in codes}) == 36
+    assert not np.array_equal(tax.mark_codes[1], tax.mark_codes[2])
+    ds = small(parts=3)
+    for index in range(20):
+        label = ds.label(index)
+        sibling = label - label % 3 + (label + 1) % 3
+        img_a, mask_a, marks_a = ds.renderer.render(ds.rng(index), label)
+        img_b, mask_b, marks_b = ds.renderer.render(ds.rng(index), sibling)
+        assert np.array_equal(mask_a, mask_b) and np.array_equal(marks_a, marks_b)
+        assert np.array_equal(img_a[marks_a == 0], img_b[marks_b == 0])  # siblings differ only on the marks
+        differs = np.abs(img_a.astype(int) - img_b.astype(int)).sum(-1) > 0
+        for number in (1, 2, 3):
+            assert differs[marks_a == number].any(), f"mark {number} does not tell {label} from {sibling}"
+
+
+def test_head_ablation_removes_every_mark():
+    ds = small(parts=3)
+    whole, no_marks = ds.generate(4), ds.generate(4, ablate="head")
+    assert np.array_equal(whole.image[whole.part_mask == 0], no_marks.image[whole.part_mask == 0])
+    for number in (1, 2, 3):
+        on_mark = whole.part_mask == number
+        assert not np.array_equal(whole.image[on_mark], no_marks.image[on_mark])

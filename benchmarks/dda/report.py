@@ -99,13 +99,13 @@ def group(records: Iterable[dict[str, Any]], **fixed: Any) -> dict[tuple, list[d
     return dict(groups)
 
 
-def mean_std(values: Sequence[float | None]) -> str:
+def mean_std(values: Sequence[float | None], digits: int = 1) -> str:
     """``mean ± std (n)`` of the values that exist (sample std; ``-`` when none do)."""
     present = [v for v in values if v is not None]
     if not present:
         return "-"
     std = statistics.stdev(present) if len(present) > 1 else 0.0
-    return f"{statistics.mean(present):.1f} ± {std:.1f} ({len(present)})"
+    return f"{statistics.mean(present):.{digits}f} ± {std:.{digits}f} ({len(present)})"
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:

@@ -9,6 +9,10 @@ with a small *head* disc at one end of its long axis:
   family the species differ in nothing else, and every species has its own head colours,
   so the head alone identifies all fine classes.
 
+With ``parts=2`` or ``3`` the object also carries a tail spot (and a saddle spot) on the body,
+discs like the head with their own colour codes: each mark alone tells the species, so the
+object has several separately discriminative parts (the case DDA's K maps are meant for).
+
 A classifier trained on species alone can therefore succeed by looking at the head only
 (and plain CAM under-localises), while order and family labels can only be read from the
 body — what hierarchical supervision (DANet's HDA) exploits.
@@ -34,16 +38,8 @@ from wsolbench import hookimpl
 from wsolbench.errors import UsageError
 from wsolbench.specs import Hierarchy, Sample, WSOLDataset
 from wsolbench_plugins.datasets._common import check_val_cap, mask_to_box, per_class_subset
-from wsolbench_plugins.datasets._shapes import (
-    BODY_SHAPES,
-    TEXTURES,
-    body_inside,
-    hsv_to_rgb,
-    local_coords,
-    texture_on,
-    triangle_inside,
-    unit_vector,
-)
+from wsolbench_plugins.datasets._scene import MAX_PARTS, Renderer
+from wsolbench_plugins.datasets._shapes import BODY_SHAPES, TEXTURES, hsv_to_rgb
 
 #: Split name -> the number mixed into every item's seed (disjoint streams per split).
 SPLITS = {"train": 0, "test": 1, "val": 2}
@@ -76,6 +72,8 @@ class Taxonomy:
         family_period: ``(families,)`` texture period as a fraction of the image size.
         head_palette: ``(K, 3)`` float RGB of the head colours.
         head_codes: ``(num_species, 2)`` (outer, inner) palette indices; all rows differ.
+        mark_codes: ``(MAX_PARTS, num_species, 2)`` the same for every species mark (row 0 is
+            ``head_codes``; each mark has its own code table, all rows of each differ).
     """
 
     orders: int
@@ -87,6 +85,7 @@ class Taxonomy:
     family_period: np.ndarray
     head_palette: np.ndarray
     head_codes: np.ndarray
+    mark_codes: np.ndarray
 
     @property
     def num_species(self) -> int:
@@ -132,10 +131,20 @@ def build_taxonomy(orders: int, families: int, species: int) -> Taxonomy:
     # Every (outer, inner) pair is a code; a fixed permutation spreads the codes so that
     # neither head colour alone correlates with order or family.
     codes = np.array([(a, b) for a in range(k) for b in range(k)], dtype=np.int64)
-    perm = np.random.default_rng(20190101).permutation(len(codes))
-    head_codes = codes[perm[:n]]
+    mark_codes = np.stack(
+        [codes[np.random.default_rng(20190101 + m).permutation(len(codes))[:n]] for m in range(MAX_PARTS)]
+    )
     return Taxonomy(
-        orders, families, species, order_hue, order_shape, family_texture, family_period, head_palette, head_codes
+        orders,
+        families,
+        species,
+        order_hue,
+        order_shape,
+        family_texture,
+        family_period,
+        head_palette,
+        mark_codes[0],
+        mark_codes,
     )
 
 
@@ -144,155 +153,9 @@ class SyntheticItem(NamedTuple):
 
     image: np.ndarray  # (H, W, 3) uint8
     mask: np.ndarray  # (H, W) uint8, 1 = object (body and head)
-    part_mask: np.ndarray  # (H, W) uint8, 1 = head (the species part)
+    part_mask: np.ndarray  # (H, W) uint8, m = species mark m (1 = head, 2 = tail, 3 = saddle), 0 = none
     box: np.ndarray  # (4,) int64 inclusive x0, y0, x1, y1 of the visible object pixels
     label: int
-
-
-class Renderer:
-    """Draws one image from a random generator; all geometry scales with ``image_size``."""
-
-    #: Geometry as (low, span) fractions of the image size, drawn uniformly in low + span * U.
-    body_half_length = (0.28, 0.10)
-    body_aspect = (0.42, 0.14)  # half width / half length
-    head_radius = (0.09, 0.015)
-    head_inner = 0.5  # inner dot radius / head radius
-    head_offset = 1.02  # head centre distance from the body centre / body half length
-    body_hue_jitter = 0.25  # hue jitter range as a fraction of the hue spacing of the orders
-    body_sat = (0.45, 0.25)
-    body_val = (0.65, 0.30)
-    distractor_radius = (0.05, 0.12)
-
-    def __init__(self, taxonomy: Taxonomy, image_size: int, distractors: int, noise: int):
-        self.taxonomy = taxonomy
-        self.size = image_size
-        self.distractors = distractors
-        self.noise = noise
-        centres = np.arange(image_size, dtype=np.float64) + 0.5
-        self.ys, self.xs = np.meshgrid(centres, centres, indexing="ij")
-        self.ramp = centres / image_size - 0.5
-
-    def _window(self, cx: float, cy: float, extent: float) -> tuple[slice, slice]:
-        """Rows and columns of the pixels whose centres may lie within ``extent`` of ``(cx, cy)``.
-
-        Shapes are evaluated on this window only (for speed); it always contains the whole
-        shape, so the result is the same as evaluating on the full image.
-        """
-        x0, x1 = int(np.floor(cx - extent)) - 1, int(np.ceil(cx + extent)) + 1
-        y0, y1 = int(np.floor(cy - extent)) - 1, int(np.ceil(cy + extent)) + 1
-        n = self.size
-        return slice(min(max(y0, 0), n), min(max(y1, 0), n)), slice(min(max(x0, 0), n), min(max(x1, 0), n))
-
-    # -- pieces -----------------------------------------------------------------------------
-    def _background(self, rng: np.random.Generator) -> np.ndarray:
-        h, s, v = rng.random(3)
-        base = hsv_to_rgb(h, 0.3 * s, 0.35 + 0.4 * v)
-        grad = (rng.random((2, 3)) * 2.0 - 1.0) * 70.0
-        return base + self.ramp[None, :, None] * grad[0] + self.ramp[:, None, None] * grad[1]
-
-    def _distractor(self, rng: np.random.Generator, img: np.ndarray) -> None:
-        size = self.size
-        kind = int(rng.integers(5))
-        cx, cy = rng.random(2) * size
-        c, s = unit_vector(rng)
-        r = (self.distractor_radius[0] + self.distractor_radius[1] * rng.random()) * size
-        aspect = 0.3 + 0.7 * rng.random()
-        h, sat, val = rng.random(3)
-        colour = hsv_to_rgb(h, 0.2 + 0.8 * sat, 0.3 + 0.7 * val)
-        textured = rng.random() < 0.4
-        tex_kind = int(rng.integers(len(TEXTURES)))
-        tex_phase = rng.random(2)
-        wy, wx = self._window(cx, cy, 1.5 * r + 0.07 * size)
-        sub = img[wy, wx]
-        if sub.size == 0:
-            return
-        u, v = local_coords(self.xs[wy, wx], self.ys[wy, wx], cx, cy, c, s)
-        if kind == 0:  # ellipse
-            inside = (u * u) / (r * r) + (v * v) / (r * r * aspect * aspect) <= 1.0
-        elif kind == 1:  # rectangle
-            inside = (np.abs(u) <= r) & (np.abs(v) <= r * aspect)
-        elif kind == 2:
-            inside = triangle_inside(u, v, r)
-        elif kind == 3:  # thin bar
-            inside = (np.abs(u) <= 1.4 * r) & (np.abs(v) <= 0.06 * size)
-        else:  # small disc
-            rr = 0.5 * r
-            inside = u * u + v * v <= rr * rr
-        sub[inside] = colour
-        if textured:
-            dark = inside & texture_on(tex_kind, u, v, 0.09 * size, tex_phase)
-            sub[dark] = colour * 0.45
-
-    def _object(
-        self, rng: np.random.Generator, img: np.ndarray, label: int, ablate: str | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        tax, size = self.taxonomy, self.size
-        order, family, _ = tax.split_label(label)
-        c, s = unit_vector(rng)
-        half_len = (self.body_half_length[0] + self.body_half_length[1] * rng.random()) * size
-        half_wid = half_len * (self.body_aspect[0] + self.body_aspect[1] * rng.random())
-        head_r = (self.head_radius[0] + self.head_radius[1] * rng.random()) * size
-        head_d = self.head_offset * half_len
-        # Body centre anywhere in the middle 64% of the image; the head must be fully
-        # visible (the species would be unidentifiable otherwise). The tail may be cut off.
-        while True:
-            cx, cy = (0.18 + 0.64 * rng.random(2)) * size
-            hx, hy = cx + c * head_d, cy + s * head_d
-            lo, hi = head_r + 1.0, size - head_r - 1.0
-            if lo <= hx <= hi and lo <= hy <= hi:
-                break
-        hue_jitter, sat, val = rng.random(3)
-        hue = tax.order_hue[order] + (hue_jitter - 0.5) * self.body_hue_jitter / tax.orders
-        body_rgb = hsv_to_rgb(hue, self.body_sat[0] + self.body_sat[1] * sat, self.body_val[0] + self.body_val[1] * val)
-        tex_phase = rng.random(2)
-        head_shade = 0.85 + 0.15 * rng.random(2)
-        # Every body shape fits in 1.6 half widths across and 1 half length along its axis.
-        extent = max(float(np.sqrt(half_len * half_len + 2.56 * half_wid * half_wid)), head_d + head_r)
-        wy, wx = self._window(cx, cy, extent)
-        sub = img[wy, wx]
-        u, v = local_coords(self.xs[wy, wx], self.ys[wy, wx], cx, cy, c, s)
-        body = body_inside(int(tax.order_shape[order]), u / half_len, v / half_wid)
-        if ablate != "body":
-            sub[body] = body_rgb
-            period = float(tax.family_period[family]) * size
-            dark = body & texture_on(int(tax.family_texture[family]), u, v, period, tex_phase)
-            sub[dark] = body_rgb * 0.45
-        du = u - head_d
-        d2 = du * du + v * v
-        head = d2 <= head_r * head_r
-        inner_r = self.head_inner * head_r
-        inner = d2 <= inner_r * inner_r
-        outer_code, inner_code = tax.head_codes[label]
-        if ablate != "head":
-            sub[head] = tax.head_palette[outer_code] * head_shade[0]
-            sub[inner] = tax.head_palette[inner_code] * head_shade[1]
-        mask = np.zeros((size, size), dtype=bool)
-        part = np.zeros((size, size), dtype=bool)
-        mask[wy, wx] = body | head
-        part[wy, wx] = head
-        return mask, part
-
-    # -- whole image -------------------------------------------------------------------------
-    def render(
-        self, rng: np.random.Generator, label: int, ablate: str | None = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(image uint8 (H, W, 3), object mask bool, head mask bool)``.
-
-        ``ablate="head"`` or ``"body"`` leaves that part of the object unpainted (the rest
-        of the image is unchanged; masks are those of the intact object): a diagnostic of
-        which part a classifier relies on.
-        """
-        img = self._background(rng)
-        count = int(rng.integers(self.distractors // 2, self.distractors + 1)) if self.distractors else 0
-        for _ in range(count):
-            self._distractor(rng, img)
-        mask, head = self._object(rng, img, label, ablate)
-        if self.noise:
-            img += rng.integers(-self.noise, self.noise + 1, size=img.shape, dtype=np.int16)
-        np.rint(img, out=img)
-        np.clip(img, 0.0, 255.0, out=img)
-        image = img.astype(np.uint8)
-        return image, mask, head
 
 
 class SyntheticDataset(WSOLDataset):
@@ -320,6 +183,7 @@ class SyntheticDataset(WSOLDataset):
         species: int,
         distractors: int,
         noise: int,
+        parts: int = 1,
         items: np.ndarray | None = None,
     ):
         self.split = split
@@ -329,7 +193,8 @@ class SyntheticDataset(WSOLDataset):
         self.image_size = image_size
         self.taxonomy = build_taxonomy(orders, families, species)
         self.hierarchy = self.taxonomy.hierarchy()
-        self.renderer = Renderer(self.taxonomy, image_size, distractors, noise)
+        self.parts = parts
+        self.renderer = Renderer(self.taxonomy, image_size, distractors, noise, parts)
 
     def __len__(self) -> int:
         return self.length
@@ -361,16 +226,17 @@ class SyntheticDataset(WSOLDataset):
         return index
 
     def generate(self, index: int, *, ablate: str | None = None) -> SyntheticItem:
-        """Item ``index`` as numpy arrays, with the head (species part) mask.
+        """Item ``index`` as numpy arrays, with the species marks' mask.
 
-        ``ablate`` (``"head"`` or ``"body"``, diagnostics only) leaves that part unpainted.
+        ``ablate`` (``"head"``: every species mark, or ``"body"``; diagnostics only) leaves
+        that part unpainted.
         """
         if ablate not in (None, "head", "body"):
             raise UsageError(f"synthetic: ablate must be None, 'head' or 'body', got {ablate!r}")
         index = self._check_index(index)
         label = self.label(index)
-        image, mask, head = self.renderer.render(self.rng(int(self.items[index])), label, ablate)
-        return SyntheticItem(image, mask.astype(np.uint8), head.astype(np.uint8), mask_to_box(mask), label)
+        image, mask, marks = self.renderer.render(self.rng(int(self.items[index])), label, ablate)
+        return SyntheticItem(image, mask.astype(np.uint8), marks, mask_to_box(mask), label)
 
     def raw_image(self, index: int) -> np.ndarray:
         """The ``(H, W, 3)`` uint8 RGB image of item ``index`` (for pictures)."""
@@ -412,6 +278,7 @@ def synthetic(
     species: int = 3,
     distractors: int = 6,
     noise: int = 10,
+    parts: int = 1,
     val_per_class: int | None = None,
     val_seed: int = 0,
 ) -> SyntheticDataset:
@@ -427,6 +294,9 @@ def synthetic(
             per family (``orders * families * species`` fine classes).
         distractors: Maximum number of clutter shapes per image (between half that and it).
         noise: Amplitude of the uniform per-pixel noise (0..255 scale).
+        parts: Species marks per object, each enough on its own to tell the species: 1 = the
+            head only (the default: one discriminative part); 2 adds a tail spot, 3 also a
+            saddle spot on the body (objects with several separately discriminative parts).
         val_per_class: Keep at most this many ``val`` images per class (a seeded choice among
             the ``num_val`` items; None or 0: all).
         val_seed: Seed of that choice.
@@ -445,6 +315,7 @@ def synthetic(
     species = _check_int("species", species, 1)
     distractors = _check_int("distractors", distractors, 0, 64)
     noise = _check_int("noise", noise, 0, 128)
+    parts = _check_int("parts", parts, 1, MAX_PARTS)
     total = orders * families * species
     if total < 2:
         raise UsageError("synthetic: orders * families * species must be >= 2 classes")
@@ -466,6 +337,7 @@ def synthetic(
         species=species,
         distractors=distractors,
         noise=noise,
+        parts=parts,
         items=items,
     )
 
@@ -516,7 +388,9 @@ def sample_grid(dataset: SyntheticDataset, *, scale: int = 2, gap: int = 2):
     return sheet
 
 
-if __name__ == "__main__":  # python -m wsolbench_plugins.datasets.synthetic OUT.png
+if __name__ == "__main__":  # python -m wsolbench_plugins.datasets.synthetic OUT.png [PARTS]
     import sys
 
-    sample_grid(synthetic(split="train"), scale=2).save(sys.argv[1] if len(sys.argv) > 1 else "synthetic_samples.png")
+    marks = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+    out = sys.argv[1] if len(sys.argv) > 1 else "synthetic_samples.png"
+    sample_grid(synthetic(split="train", parts=marks), scale=2).save(out)

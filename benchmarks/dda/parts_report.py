@@ -1,0 +1,73 @@
+"""Issue 17 on objects with several discriminative parts: one table from the runs of
+``benchmarks/dda/parts.yaml`` and ``parts_alone.yaml`` (synthetic, ``parts: 3``).
+
+Each row is a method (and its number of heads), each cell the mean ± sample std over seeds.
+``lit_*`` are the percent of test images whose fused map lights that species mark,
+``marks_lit`` the mean number of marks lit and ``kmap_marks`` the mean number of distinct
+marks the K maps favour (``benchmarks/part_coverage.py``).
+
+Usage::
+
+    python benchmarks/dda/parts_report.py runs/parts
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from part_coverage import run_coverage  # noqa: E402
+from report import mean_std  # noqa: E402
+
+BOX_METRICS = ("loc_err_top1", "gt_known_loc", "maxboxacc_v2", "cls_err_top1")
+#: Coverage numbers in percent (shares of images) and as counts.
+PERCENT = ("lit_head", "lit_tail", "lit_saddle")
+COUNTS = ("marks_lit", "kmap_marks")
+
+
+def row_of(config: dict[str, Any]) -> tuple[str, str]:
+    """A run's row: its method and, for methods that have it, the number of heads."""
+    method = config["method"]
+    return method["name"], str(method.get("levels", "-"))
+
+
+def collect(runs: Path, coverage=run_coverage) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Finished runs under ``runs`` grouped by :func:`row_of`, each with its metrics and coverage."""
+    rows: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for metrics_path in sorted(runs.glob("*/metrics.json")):
+        config = yaml.safe_load((metrics_path.parent / "config.yaml").read_text())
+        record = dict(json.loads(metrics_path.read_text()))
+        covered = coverage(metrics_path.parent)
+        record.update({k: (100 * v if k in PERCENT and v is not None else v) for k, v in covered.items()})
+        rows[row_of(config)].append(record)
+    return dict(rows)
+
+
+def table(rows: dict[tuple[str, str], list[dict[str, Any]]]) -> str:
+    """Markdown: method, levels, then mean ± std (seeds) of the box metrics and the coverage."""
+    columns = (*BOX_METRICS, *PERCENT, *COUNTS)
+    lines = ["| method | levels | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 2)]
+    for (method, levels), members in sorted(rows.items()):
+        cells = [mean_std([m.get(c) for m in members], digits=2 if c in COUNTS else 1) for c in columns]
+        lines.append(f"| {method} | {levels} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", type=Path, help="folder of run folders")
+    print(table(collect(parser.parse_args(argv).runs)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
