@@ -39,6 +39,9 @@ METRICS = ("loc_err_top1", "gt_known_loc", "maxboxacc_v2", "cls_err_top1", "kmap
 #: them (benchmarks/zoo.yaml).
 BASE_EPOCHS = 3
 BASE_HEAD_LR_MULT = 1.0
+BASE = {"epochs": BASE_EPOCHS, "head_lr_mult": BASE_HEAD_LR_MULT}
+#: The settings Fig. 6 holds fixed (besides the other swept axis at the paper's value).
+PAPER = {"method": "danet", "map_fusion": "mean", **BASE}
 #: What the Fig. 6-style plot draws, one row each: the paper's two and what explains them.
 PLOT_METRICS = {
     "loc_err_top1": "Top-1 Loc Err (%)",
@@ -128,9 +131,7 @@ def table(groups: dict[tuple, list[dict[str, Any]]], columns: Sequence[str]) -> 
 
 def report(records: list[dict[str, Any]]) -> str:
     """The study's tables, one per question, as markdown."""
-    base = {"epochs": BASE_EPOCHS, "head_lr_mult": BASE_HEAD_LR_MULT}
-    paper = {"method": "danet", "map_fusion": "mean", **base}
-    at_paper_point = group(records, **base, levels=3, k=8, scope="joint")
+    at_paper_point = group(records, **BASE, levels=3, k=8, scope="joint")
     fusion = {s: m for s, m in at_paper_point.items() if dict(s)["lam"] in (0.01, 0.02)}
     same_lr = {"head_lr_mult": BASE_HEAD_LR_MULT}
     budget = {**group(records, method="hda", **same_lr), **group(records, method="danet", **DDA_DEFAULTS, **same_lr)}
@@ -140,13 +141,13 @@ def report(records: list[dict[str, Any]]) -> str:
     sections = [
         (
             "DDA on its own (method dda; levels 1 = CAM + DDA)",
-            group(records, method="dda", **base),
+            group(records, method="dda", **BASE),
             ["levels", "map_fusion"],
         ),
         ("Test-time map and the official recipe (K 8, joint)", fusion, ["method", "lam", "drop_ratio", "map_fusion"]),
-        ("Fig. 6a: K (lambda 0.01, drop ratio 0.5)", group(records, **paper, lam=0.01, drop_ratio=0.5), ["scope", "k"]),
-        ("Fig. 6b: lambda (K 8, drop ratio 0.5)", group(records, **paper, k=8, drop_ratio=0.5), ["scope", "lam"]),
-        ("Drop ratio (K 8, lambda 0.01)", group(records, **paper, k=8, lam=0.01), ["scope", "drop_ratio"]),
+        ("Fig. 6a: K (lambda 0.01, drop ratio 0.5)", group(records, **PAPER, lam=0.01, drop_ratio=0.5), ["scope", "k"]),
+        ("Fig. 6b: lambda (K 8, drop ratio 0.5)", group(records, **PAPER, k=8, drop_ratio=0.5), ["scope", "lam"]),
+        ("Drop ratio (K 8, lambda 0.01)", group(records, **PAPER, k=8, lam=0.01), ["scope", "drop_ratio"]),
         ("Budget (DANet at its defaults, HDA)", budget, ["method", "epochs"]),
         ("K and the heads' learning rate (lambda 0.01, drop ratio 0.5, joint)", head_lr, ["k", "head_lr_mult"]),
     ]
@@ -155,16 +156,7 @@ def report(records: list[dict[str, Any]]) -> str:
 
 def sweep_points(records: list[dict[str, Any]], axis_key: str, fixed: dict[str, Any], scope: str) -> list[tuple]:
     """``(x, [record, ...])`` along one Fig. 6 axis at the paper's other settings, x ascending."""
-    groups = group(
-        records,
-        method="danet",
-        epochs=BASE_EPOCHS,
-        head_lr_mult=BASE_HEAD_LR_MULT,
-        drop_ratio=0.5,
-        scope=scope,
-        map_fusion="mean",
-        **fixed,
-    )
+    groups = group(records, **PAPER, drop_ratio=0.5, scope=scope, **fixed)
     return sorted(((dict(s)[axis_key], members) for s, members in groups.items()), key=lambda p: p[0])
 
 
