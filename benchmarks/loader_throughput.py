@@ -6,7 +6,7 @@ Writes ``--images`` JPEGs of CUB-200-2011's typical size (500 x 375 and 375 x 50
 smooth textured background with an ellipse "bird", about 70 KB each; CUB's 11,788 images take
 1.1 GB) into a temporary
 folder laid out as the official ``CUB_200_2011`` archive, builds the ``cub`` dataset's training
-split through the registry (so the transforms are ``plugins/datasets/_common.py``'s
+split through the registry (so the transforms are ``plugins/datasets/_transforms.py``'s
 ``transform_sample``: resize 256, random 224 crop, random flip, to tensor, normalise) and measures:
 
 * in-process: CPU time per sample of ``dataset[i]`` (decode + augment + normalise), one core;

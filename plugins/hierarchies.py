@@ -36,7 +36,7 @@ import numpy as np
 from wsolbench import hookimpl
 from wsolbench.errors import UsageError, WsolbenchError
 from wsolbench.specs import Hierarchy
-from wsolbench_plugins.datasets._common import YamlMap, read_yaml, yaml_line
+from wsolbench_plugins.datasets._yaml import YamlMap, read_yaml, yaml_line
 
 DATA_PACKAGE = "wsolbench_plugins"
 CUB_TAXONOMY = "data/cub200_taxonomy.csv"

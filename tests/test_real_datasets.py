@@ -18,12 +18,8 @@ from wsolbench.data import collate_samples
 from wsolbench.errors import UsageError, WsolbenchError
 from wsolbench.specs import WSOLDataset
 from wsolbench_plugins.datasets import cub as cub_module
-from wsolbench_plugins.datasets._common import (
-    SkippedSamplesWarning,
-    crop_boxes,
-    flip_boxes,
-    scale_boxes,
-)
+from wsolbench_plugins.datasets._common import SkippedSamplesWarning
+from wsolbench_plugins.datasets._transforms import crop_boxes, flip_boxes, scale_boxes
 from wsolbench_plugins.datasets.cub import convert_box, load_cub
 from wsolbench_plugins.datasets.folder import load_folder
 from wsolbench_plugins.datasets.ilsvrc import load_ilsvrc

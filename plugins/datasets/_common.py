@@ -8,10 +8,10 @@
   with an ignore mask (:func:`open_instance_masks`);
 * the seeded per-class choice that caps ``val`` (``val_per_class``) and that holds images
   out of a split (:func:`per_class_subset`);
-* the transforms of the paper (Xue et al., ICCV 2019, following CAM), applied to the
-  image, its boxes and its mask together (:func:`transform_sample`);
-* :class:`BoxDataset`, the :class:`~wsolbench.specs.WSOLDataset` all three loaders return;
-* a YAML reader that reports line numbers and refuses duplicate keys (:func:`read_yaml`).
+* :class:`BoxDataset`, the :class:`~wsolbench.specs.WSOLDataset` all three loaders return,
+  transformed by :mod:`wsolbench_plugins.datasets._transforms`.
+
+The YAML reader with line numbers is :mod:`wsolbench_plugins.datasets._yaml`.
 
 Box convention (see :mod:`wsolbench.specs`): inclusive ``x0, y0, x1, y1`` pixel corners. A
 box covers the continuous span ``[x0, x1 + 1) x [y0, y1 + 1)``; resizing scales that span
@@ -25,15 +25,14 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import torch
-import yaml
 from PIL import Image
 
 from wsolbench.errors import UsageError, WsolbenchError
 from wsolbench.specs import Hierarchy, Sample, WSOLDataset
+from wsolbench_plugins.datasets._images import binary_at, mask_to_box, one_line, open_image, open_mask, read_mask_file
+from wsolbench_plugins.datasets._transforms import transform_sample
 
 #: How many skipped ids the warning line lists before eliding the rest.
 MAX_LISTED_IDS = 10
@@ -44,11 +43,6 @@ MASK_IGNORE = 255
 
 class SkippedSamplesWarning(UserWarning):
     """Emitted once per dataset built with ``skip_bad=True`` that skipped samples."""
-
-
-def one_line(text: object) -> str:
-    """``text`` with every run of whitespace (newlines included) collapsed to one space."""
-    return " ".join(str(text).split())
 
 
 # --------------------------------------------------------------------------- options
@@ -319,73 +313,6 @@ def check_images_exist(records: Sequence[Record], problems: Problems) -> None:
 # --------------------------------------------------------------------------- images
 
 
-def open_image(path: Path, where: str) -> Image.Image:
-    """Open and fully decode an image as RGB; a missing or corrupt file is a one-line error."""
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return image.convert("RGB")
-    except FileNotFoundError:
-        raise WsolbenchError(
-            f"{path}: image file is missing (listed at {where}); restore it or remove the entry"
-        ) from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise WsolbenchError(
-            f"{path}: cannot decode image ({one_line(error)}); the file is truncated or corrupt "
-            f"(listed at {where}): re-download or re-export it"
-        ) from None
-
-
-def read_mask_file(path: Path, where: str, size: tuple[int, int] | None = None) -> np.ndarray:
-    """A mask image as a ``(H, W)`` uint8 array of its grey values; a missing or corrupt file is a one-line error.
-
-    Args:
-        path: The mask file.
-        where: ``"file:line"`` listing it (for messages).
-        size: ``(width, height)`` it must have (None: any).
-    """
-    try:
-        with Image.open(path) as image:
-            image.load()
-            if size is not None and image.size != size:
-                raise WsolbenchError(
-                    f"{path}: mask is {image.size[0]}x{image.size[1]} but its image is {size[0]}x{size[1]} "
-                    f"(listed at {where}); masks must have the image's size"
-                )
-            return np.array(image.convert("L"), dtype=np.uint8)
-    except FileNotFoundError:
-        raise WsolbenchError(
-            f"{path}: mask file is missing (listed at {where}); restore it or remove the mask"
-        ) from None
-    except (OSError, SyntaxError, ValueError) as error:
-        raise WsolbenchError(
-            f"{path}: cannot decode mask ({one_line(error)}) (listed at {where}); re-export it"
-        ) from None
-
-
-def open_mask(path: Path, where: str, size: tuple[int, int]) -> np.ndarray:
-    """A mask file as a ``(H, W)`` uint8 array: 0 background, 1 object (255 is read as 1), other values ignore."""
-    array = read_mask_file(path, where, size)
-    array[array == 255] = 1
-    return array
-
-
-def mask_to_box(mask: np.ndarray) -> np.ndarray:
-    """Inclusive ``x0, y0, x1, y1`` (int64) of the nonzero pixels of a non-empty mask."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    return np.array([cols[0], rows[0], cols[-1], rows[-1]], dtype=np.int64)
-
-
-def _binary_at(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``array > 0`` as a bool mask of ``size = (w, h)``, resized nearest-neighbour if needed."""
-    binary = array > 0
-    if binary.shape != (size[1], size[0]):
-        resized = Image.fromarray(binary.view(np.uint8)).resize(size, Image.NEAREST)
-        binary = np.asarray(resized).astype(bool)
-    return binary
-
-
 def open_instance_masks(record: Record, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """The record's instance masks combined into one ``Sample.mask``, and a box per instance.
 
@@ -405,7 +332,7 @@ def open_instance_masks(record: Record, size: tuple[int, int]) -> tuple[np.ndarr
     union = np.zeros((size[1], size[0]), dtype=bool)
     boxes = []
     for rel, where in zip(record.instance_masks, record.mask_where, strict=True):
-        instance = _binary_at(read_mask_file(record.root / rel, where), size)
+        instance = binary_at(read_mask_file(record.root / rel, where), size)
         if instance.any():
             union |= instance
             boxes.append(mask_to_box(instance))
@@ -416,7 +343,7 @@ def open_instance_masks(record: Record, size: tuple[int, int]) -> tuple[np.ndarr
         )
     mask = union.astype(np.uint8)
     if record.ignore_mask:
-        ignore = _binary_at(read_mask_file(record.root / record.ignore_mask, record.mask_where[0]), size)
+        ignore = binary_at(read_mask_file(record.root / record.ignore_mask, record.mask_where[0]), size)
         mask[ignore & ~union] = MASK_IGNORE
     return mask, boxes_array(boxes)
 
@@ -462,103 +389,6 @@ def verify_records(records: Sequence[Record], problems: Problems) -> None:
             load_record(record)
         except WsolbenchError as error:
             problems.add(record.image_id, str(error))
-
-
-# --------------------------------------------------------------------------- transforms
-
-
-def scale_boxes(boxes: np.ndarray, sx: float, sy: float, width: int, height: int) -> np.ndarray:
-    """Scale inclusive boxes by ``(sx, sy)`` into a ``width x height`` image.
-
-    The span ``[x0, x1 + 1)`` becomes ``[round(x0 * sx), round((x1 + 1) * sx))``; a box
-    keeps at least one pixel and stays inside the image.
-    """
-    if len(boxes) == 0:
-        return boxes_array([])
-    b = boxes.astype(np.float64)
-    x0 = np.floor(b[:, 0] * sx + 0.5)
-    y0 = np.floor(b[:, 1] * sy + 0.5)
-    x1 = np.floor((b[:, 2] + 1) * sx + 0.5) - 1
-    y1 = np.floor((b[:, 3] + 1) * sy + 0.5) - 1
-    x0 = np.clip(x0, 0, width - 1)
-    y0 = np.clip(y0, 0, height - 1)
-    x1 = np.clip(np.maximum(x1, x0), 0, width - 1)
-    y1 = np.clip(np.maximum(y1, y0), 0, height - 1)
-    return np.stack([x0, y0, x1, y1], axis=1).astype(np.int64)
-
-
-def crop_boxes(boxes: np.ndarray, left: int, top: int, size: int) -> np.ndarray:
-    """Shift boxes into a ``size x size`` crop at ``(left, top)`` and clip them to it.
-
-    Boxes are never dropped: a box entirely outside the crop collapses onto the nearest
-    crop border (a one-pixel-wide line), so the number of boxes never changes.
-    """
-    if len(boxes) == 0:
-        return boxes
-    shifted = boxes - np.array([left, top, left, top], dtype=np.int64)
-    return np.clip(shifted, 0, size - 1)
-
-
-def flip_boxes(boxes: np.ndarray, width: int) -> np.ndarray:
-    """Mirror boxes horizontally in an image ``width`` pixels wide."""
-    if len(boxes) == 0:
-        return boxes
-    out = boxes.copy()
-    out[:, 0] = width - 1 - boxes[:, 2]
-    out[:, 2] = width - 1 - boxes[:, 0]
-    return out
-
-
-def image_to_tensor(image: Image.Image) -> torch.Tensor:
-    """RGB PIL image -> ``(3, H, W)`` float tensor in [0, 1] (the dataset normalises it)."""
-    array = np.asarray(image, dtype=np.float32) / 255.0
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
-
-
-def transform_sample(
-    image: Image.Image,
-    boxes: np.ndarray,
-    mask: np.ndarray | None,
-    *,
-    train: bool,
-    resize: int,
-    crop: int,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """The paper's transforms, applied to the image, its boxes and its mask together.
-
-    * train: resize to ``resize x resize`` (bilinear), a random ``crop x crop`` crop, a
-      random horizontal flip (probability 0.5);
-    * test: resize straight to ``crop x crop``.
-
-    Boxes are scaled, shifted by the crop offset and clipped, and mirrored with the image;
-    masks use nearest interpolation. The crop offset and the flip are drawn from torch's
-    global RNG, so DataLoader worker seeding makes them reproducible.
-
-    Returns:
-        ``(3, crop, crop)`` image in [0, 1], ``(M, 4)`` int64 boxes, ``(crop, crop)`` uint8
-        mask or None.
-    """
-    width, height = image.size
-    size = resize if train else crop
-    image = image.resize((size, size), Image.BILINEAR)
-    boxes = scale_boxes(boxes, size / width, size / height, size, size)
-    if mask is not None:
-        mask = np.asarray(Image.fromarray(mask).resize((size, size), Image.NEAREST))
-    if train:
-        top = int(torch.randint(0, size - crop + 1, (1,)).item())
-        left = int(torch.randint(0, size - crop + 1, (1,)).item())
-        flip = bool(torch.rand(1).item() < 0.5)
-        image = image.crop((left, top, left + crop, top + crop))
-        boxes = crop_boxes(boxes, left, top, crop)
-        if mask is not None:
-            mask = mask[top : top + crop, left : left + crop]
-        if flip:
-            image = image.transpose(Image.FLIP_LEFT_RIGHT)
-            boxes = flip_boxes(boxes, crop)
-            if mask is not None:
-                mask = mask[:, ::-1]
-    mask_tensor = torch.from_numpy(np.array(mask, dtype=np.uint8, copy=True)) if mask is not None else None
-    return image_to_tensor(image), torch.from_numpy(np.array(boxes, dtype=np.int64, copy=True)), mask_tensor
 
 
 # --------------------------------------------------------------------------- the dataset
@@ -647,91 +477,6 @@ class BoxDataset(WSOLDataset):
             f"{type(self).__name__}(name={self.name!r}, split={self.split!r}, samples={len(self)}, "
             f"classes={self.num_classes}, skipped={len(self.skipped)})"
         )
-
-
-# --------------------------------------------------------------------------- YAML with line numbers
-
-
-class YamlMap(dict):
-    """A YAML mapping that remembers its line and each key's line (1-based)."""
-
-    line: int = 0
-    key_lines: dict[Any, int]
-
-
-class YamlList(list):
-    """A YAML sequence that remembers its line and each item's line (1-based)."""
-
-    line: int = 0
-    item_lines: list[int]
-
-
-class _LineLoader(yaml.SafeLoader):
-    """SafeLoader building :class:`YamlMap` / :class:`YamlList` and refusing duplicate keys."""
-
-
-def _construct_map(loader: _LineLoader, node: yaml.MappingNode) -> YamlMap:
-    loader.flatten_mapping(node)
-    out = YamlMap()
-    out.line = node.start_mark.line + 1
-    out.key_lines = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        line = key_node.start_mark.line + 1
-        try:
-            hash(key)
-        except TypeError:
-            raise WsolbenchError(f"{loader.name}:{line}: a mapping key must be a plain value; quote it") from None
-        if key in out:
-            raise WsolbenchError(
-                f"{loader.name}:{line}: duplicate key {key!r} (first at line {out.key_lines[key]}); "
-                "each key may appear once — merge or remove one entry"
-            )
-        out[key] = loader.construct_object(value_node, deep=True)
-        out.key_lines[key] = line
-    return out
-
-
-def _construct_list(loader: _LineLoader, node: yaml.SequenceNode) -> YamlList:
-    out = YamlList(loader.construct_object(child, deep=True) for child in node.value)
-    out.line = node.start_mark.line + 1
-    out.item_lines = [child.start_mark.line + 1 for child in node.value]
-    return out
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_map)
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_list)
-
-
-def read_yaml(path: Path) -> Any:
-    """Parse a YAML file into :class:`YamlMap` / :class:`YamlList` (with line numbers).
-
-    Syntax errors and duplicate keys are one-line :class:`WsolbenchError` naming file and line.
-    """
-    try:
-        with open(path, encoding="utf-8-sig") as stream:
-            loader = _LineLoader(stream)
-            loader.name = str(path)
-            try:
-                return loader.get_single_data()
-            finally:
-                loader.dispose()
-    except FileNotFoundError:
-        raise WsolbenchError(f"{path}: file not found") from None
-    except UnicodeDecodeError as error:
-        raise WsolbenchError(f"{path}: not a UTF-8 text file ({one_line(error)}); re-save it as UTF-8") from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(error, "problem", None) or error
-        raise WsolbenchError(f"{path}{line}: invalid YAML ({one_line(problem)}); fix the syntax") from None
-
-
-def yaml_line(container: Any, key: Any = None) -> int:
-    """Line of a key of a :class:`YamlMap` (or of the container itself); 0 if unknown."""
-    if key is not None and isinstance(container, YamlMap):
-        return container.key_lines.get(key, container.line)
-    return getattr(container, "line", 0)
 
 
 def finish_dataset(

@@ -39,17 +39,15 @@ from wsolbench_plugins.datasets._common import (
     BoxDataset,
     Problems,
     Record,
-    YamlMap,
     box_problem,
     boxes_array,
     check_images_exist,
     check_options,
     finish_dataset,
-    one_line,
-    read_yaml,
     require_root,
-    yaml_line,
 )
+from wsolbench_plugins.datasets._images import one_line
+from wsolbench_plugins.datasets._yaml import YamlMap, read_yaml, yaml_line
 from wsolbench_plugins.hierarchies import dataset_hierarchy
 
 NAME = "folder"

@@ -37,7 +37,8 @@ import torch
 from wsolbench import hookimpl
 from wsolbench.errors import UsageError
 from wsolbench.specs import Hierarchy, Sample, WSOLDataset
-from wsolbench_plugins.datasets._common import check_val_cap, mask_to_box, per_class_subset
+from wsolbench_plugins.datasets._common import check_val_cap, per_class_subset
+from wsolbench_plugins.datasets._images import mask_to_box
 from wsolbench_plugins.datasets._scene import MAX_PARTS, Renderer
 from wsolbench_plugins.datasets._shapes import BODY_SHAPES, TEXTURES, hsv_to_rgb
 
