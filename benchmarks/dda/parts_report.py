@@ -4,7 +4,8 @@
 Each row is a method (and its number of heads), each cell the mean ± sample std over seeds.
 ``lit_*`` are the percent of test images whose fused map lights that species mark,
 ``marks_lit`` the mean number of marks lit and ``kmap_marks`` the mean number of distinct
-marks the K maps favour (``benchmarks/part_coverage.py``).
+marks the K maps favour (``benchmarks/part_coverage.py``); ``kmap_iou`` is the K maps' mean
+pairwise foreground IoU (x100, ``benchmarks/kmap_overlap.py``).
 
 Usage::
 
@@ -17,7 +18,7 @@ import argparse
 import json
 import sys
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from kmap_overlap import run_overlap  # noqa: E402
 from part_coverage import run_coverage  # noqa: E402
 from report import mean_std  # noqa: E402
 
@@ -34,13 +36,23 @@ PERCENT = ("lit_head", "lit_tail", "lit_saddle")
 COUNTS = ("marks_lit", "kmap_marks")
 
 
+def run_numbers(folder: Path) -> dict[str, Any]:
+    """A run's mark coverage and, when it keeps K maps, their pairwise IoU (x100)."""
+    numbers = run_coverage(folder)
+    if numbers["kmap_marks"] is not None:
+        numbers["kmap_iou"] = 100 * run_overlap(folder)["iou"]
+    return numbers
+
+
 def row_of(config: dict[str, Any]) -> tuple[str, str]:
     """A run's row: its method and, for methods that have it, the number of heads."""
     method = config["method"]
     return method["name"], str(method.get("levels", "-"))
 
 
-def collect(runs: Path, coverage=run_coverage) -> dict[tuple[str, str], list[dict[str, Any]]]:
+def collect(
+    runs: Path, coverage: Callable[[Path], dict[str, Any]] = run_numbers
+) -> dict[tuple[str, str], list[dict[str, Any]]]:
     """Finished runs under ``runs`` grouped by :func:`row_of`, each with its metrics and coverage."""
     rows: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for metrics_path in sorted(runs.glob("*/metrics.json")):
@@ -54,7 +66,7 @@ def collect(runs: Path, coverage=run_coverage) -> dict[tuple[str, str], list[dic
 
 def table(rows: dict[tuple[str, str], list[dict[str, Any]]]) -> str:
     """Markdown: method, levels, then mean ± std (seeds) of the box metrics and the coverage."""
-    columns = (*BOX_METRICS, *PERCENT, *COUNTS)
+    columns = (*BOX_METRICS, *PERCENT, *COUNTS, "kmap_iou")
     lines = ["| method | levels | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 2)]
     for (method, levels), members in sorted(rows.items()):
         cells = [mean_std([m.get(c) for m in members], digits=2 if c in COUNTS else 1) for c in columns]
