@@ -81,11 +81,12 @@ def test_parts_report_pools_seeds_per_method_and_levels(tmp_path):
     spec = importlib.util.spec_from_file_location("parts_report", path)
     parts_report = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(parts_report)
-    runs = [("cam", {}, 0, 0.2), ("cam", {}, 1, 0.4), ("dda", {"levels": 1}, 0, 0.9)]
+    runs = [("cam", {}, 0, 0.2), ("cam", {}, 1, 0.4), ("dda", {"levels": 1}, 0, 0.9), ("dda", {"k": 1}, 0, 0.5)]
     for i, (name, options, seed, lit) in enumerate(runs):
         folder = tmp_path / f"run{i}"
         folder.mkdir()
-        (folder / "config.yaml").write_text(yaml.safe_dump({"method": {"name": name, **options}, "seed": seed}))
+        config = {"method": {"name": name, **options}, "dataset": {"name": "synthetic"}, "seed": seed}
+        (folder / "config.yaml").write_text(yaml.safe_dump(config))
         (folder / "metrics.json").write_text(json.dumps({"maxboxacc_v2": 50.0 + 10 * seed, "cls_err_top1": 5.0}))
         (folder / "lit.json").write_text(json.dumps(lit))
 
@@ -94,10 +95,10 @@ def test_parts_report_pools_seeds_per_method_and_levels(tmp_path):
         return {"lit_head": lit, "marks_lit": 3 * lit, "kmap_marks": None}
 
     rows = parts_report.collect(tmp_path, coverage=fake_coverage)
-    assert sorted(rows) == [("cam", "-"), ("dda", "1")]
+    # the dataset's and DDA's defaults are filled in: 64 px, 3 levels, K = 8
+    assert sorted(rows) == [("64", "cam", "-", "-"), ("64", "dda", "1", "8"), ("64", "dda", "3", "1")]
     text = parts_report.table(rows)
     # cam: maxboxacc_v2 mean 55, sample std 7.07; lit_head 20 and 40 percent -> 30 ± 14.1
-    assert (
-        "| cam | - | - | - | 55.0 ± 7.1 (2) | 5.0 ± 0.0 (2) | 30.0 ± 14.1 (2) | - | - | 0.90 ± 0.42 (2) | - |" in text
-    )
-    assert "| dda | 1 |" in text and "90.0 ± 0.0 (1)" in text
+    row = "| 64 | cam | - | - | - | - | 55.0 ± 7.1 (2) | 5.0 ± 0.0 (2) | 30.0 ± 14.1 (2) | - | - | 0.90 ± 0.42 (2) | - | - |"
+    assert row in text
+    assert "| 64 | dda | 1 | 8 |" in text and "90.0 ± 0.0 (1)" in text

@@ -1,7 +1,8 @@
 """Issue 17 on objects with several discriminative parts: one table from the runs of
 ``benchmarks/dda/parts.yaml`` and ``parts_alone.yaml`` (synthetic, ``parts: 3``).
 
-Each row is a method (and its number of heads), each cell the mean ± sample std over seeds.
+Each row is an image size and a method (with its number of heads and K maps per class where
+it has them), each cell the mean ± sample std over seeds.
 ``lit_*`` are the percent of test images whose fused map lights that species mark,
 ``marks_lit`` the mean number of marks lit and ``kmap_marks`` the mean number of distinct
 marks the K maps favour (``benchmarks/part_coverage.py``); ``kmap_iou`` is the K maps' mean
@@ -44,17 +45,24 @@ def run_numbers(folder: Path) -> dict[str, Any]:
     return numbers
 
 
-def row_of(config: dict[str, Any]) -> tuple[str, str]:
-    """A run's row: its method and, for methods that have it, the number of heads."""
+#: What tells the rows apart: the image size, then the method and its options (``-``: it has none).
+ROW_KEYS = ("image_size", "method", "levels", "k")
+
+
+def row_of(config: dict[str, Any]) -> tuple[str, ...]:
+    """A run's row (:data:`ROW_KEYS`); DDA-family methods default to 3 levels and K = 8."""
     method = config["method"]
-    return method["name"], str(method.get("levels", "-"))
+    family = method["name"] in ("dda", "danet")
+    levels = method.get("levels", 3 if family else "-")
+    k = method.get("k", 8 if family else "-")
+    return str(config["dataset"].get("image_size", 64)), method["name"], str(levels), str(k)
 
 
 def collect(
     runs: Path, coverage: Callable[[Path], dict[str, Any]] = run_numbers
-) -> dict[tuple[str, str], list[dict[str, Any]]]:
+) -> dict[tuple[str, ...], list[dict[str, Any]]]:
     """Finished runs under ``runs`` grouped by :func:`row_of`, each with its metrics and coverage."""
-    rows: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    rows: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
     for metrics_path in sorted(runs.glob("*/metrics.json")):
         config = yaml.safe_load((metrics_path.parent / "config.yaml").read_text())
         record = dict(json.loads(metrics_path.read_text()))
@@ -64,13 +72,13 @@ def collect(
     return dict(rows)
 
 
-def table(rows: dict[tuple[str, str], list[dict[str, Any]]]) -> str:
-    """Markdown: method, levels, then mean ± std (seeds) of the box metrics and the coverage."""
+def table(rows: dict[tuple[str, ...], list[dict[str, Any]]]) -> str:
+    """Markdown: the row keys, then mean ± std (seeds) of the box metrics and the coverage."""
     columns = (*BOX_METRICS, *PERCENT, *COUNTS, "kmap_iou")
-    lines = ["| method | levels | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 2)]
-    for (method, levels), members in sorted(rows.items()):
+    lines = ["| " + " | ".join((*ROW_KEYS, *columns)) + " |", "|" + "---|" * (len(ROW_KEYS) + len(columns))]
+    for row, members in sorted(rows.items(), key=lambda item: (int(item[0][0]), item[0][1:])):
         cells = [mean_std([m.get(c) for m in members], digits=2 if c in COUNTS else 1) for c in columns]
-        lines.append(f"| {method} | {levels} | " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join((*row, *cells)) + " |")
     return "\n".join(lines)
 
 
