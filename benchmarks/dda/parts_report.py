@@ -37,14 +37,6 @@ PERCENT = ("lit_head", "lit_tail", "lit_saddle")
 COUNTS = ("marks_lit", "kmap_marks")
 
 
-def run_numbers(folder: Path) -> dict[str, Any]:
-    """A run's mark coverage and, when it keeps K maps, their pairwise IoU (x100)."""
-    numbers = run_coverage(folder)
-    if numbers["kmap_marks"] is not None:
-        numbers["kmap_iou"] = 100 * run_overlap(folder)["iou"]
-    return numbers
-
-
 #: What tells the rows apart: the image size, then the method and its options (``-``: it has none).
 ROW_KEYS = ("image_size", "method", "levels", "k")
 
@@ -56,6 +48,15 @@ def row_of(config: dict[str, Any]) -> tuple[str, ...]:
     levels = method.get("levels", 3 if family else "-")
     k = method.get("k", 8 if family else "-")
     return str(config["dataset"].get("image_size", 64)), method["name"], str(levels), str(k)
+
+
+def run_numbers(folder: Path) -> dict[str, Any]:
+    """A run's mark coverage and, when it keeps two or more K maps, their pairwise IoU (x100)."""
+    numbers = run_coverage(folder)
+    k = row_of(yaml.safe_load((folder / "config.yaml").read_text()))[3]
+    if numbers["kmap_marks"] is not None and k != "1":
+        numbers["kmap_iou"] = 100 * run_overlap(folder)["iou"]
+    return numbers
 
 
 def collect(
