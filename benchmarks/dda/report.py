@@ -203,7 +203,7 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
             ax.set_ylabel(metric_label)
             ax.grid(alpha=0.3)
             ax.legend()
-    figure.suptitle("DANet on the synthetic benchmark (tinycnn, 3 epochs; mean ± std over seeds)")
+    figure.suptitle("DANet on the synthetic benchmark\n(tinycnn, 3 epochs; mean ± std over seeds)")
     figure.tight_layout()
     figure.savefig(path)
 
