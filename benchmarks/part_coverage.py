@@ -28,6 +28,7 @@ import torch.nn.functional as F
 import yaml
 
 from wsolbench.cache import read_cache
+from wsolbench.metrics import normalize_scoremap
 from wsolbench.registry import default_registry
 from wsolbench.train import build_dataset
 
@@ -43,14 +44,6 @@ def mark_weights(marks: np.ndarray, parts: int, size: tuple[int, int]) -> np.nda
     return resized.numpy().astype(np.float64)
 
 
-def normalise(maps: np.ndarray) -> np.ndarray:
-    """Min-max normalise each ``(h, w)`` map of a ``(..., h, w)`` stack to [0, 1] (flat maps: 0)."""
-    flat = maps.reshape(-1, maps.shape[-2] * maps.shape[-1]).astype(np.float64)
-    low, high = flat.min(1, keepdims=True), flat.max(1, keepdims=True)
-    out = np.where(high > low, (flat - low) / np.maximum(high - low, 1e-12), 0.0)
-    return out.reshape(maps.shape)
-
-
 def mark_scores(maps: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """``(..., h, w)`` maps, ``(parts, h, w)`` weights -> ``(..., parts)`` mean map value on each mark."""
     totals = np.tensordot(maps, weights, axes=([-2, -1], [-2, -1]))
@@ -59,10 +52,10 @@ def mark_scores(maps: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 def image_coverage(fused: np.ndarray, k_maps: np.ndarray | None, marks: np.ndarray, parts: int, threshold: float):
     """One image: which marks the fused map lights, and how many marks the K maps favour."""
-    lit = mark_scores(normalise(fused), mark_weights(marks, parts, fused.shape)) >= threshold
+    lit = mark_scores(normalize_scoremap(fused), mark_weights(marks, parts, fused.shape)) >= threshold
     favoured = None
     if k_maps is not None:
-        scores = mark_scores(normalise(k_maps), mark_weights(marks, parts, k_maps.shape[-2:]))
+        scores = mark_scores(normalize_scoremap(k_maps), mark_weights(marks, parts, k_maps.shape[-2:]))
         favoured = len(set(scores.argmax(-1).tolist()))
     return lit, favoured
 

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
-from part_coverage import image_coverage, mark_scores, mark_weights, normalise  # noqa: E402
+from part_coverage import image_coverage, mark_scores, mark_weights  # noqa: E402
+
+from wsolbench.metrics import normalize_scoremap
 
 
 def three_marks() -> np.ndarray:
@@ -38,9 +40,9 @@ def test_mark_scores_are_the_mean_map_value_on_each_mark():
     assert scores.tolist() == [1.0, 0.5, 0.0]
 
 
-def test_normalise_is_min_max_per_map_and_flat_maps_are_zero():
+def test_the_maps_are_min_max_normalised_per_map_and_flat_maps_are_zero():
     maps = np.array([[[2.0, 4.0], [6.0, 10.0]], [[3.0, 3.0], [3.0, 3.0]]])
-    assert normalise(maps).tolist() == [[[0.0, 0.25], [0.5, 1.0]], [[0.0, 0.0], [0.0, 0.0]]]
+    assert normalize_scoremap(maps).tolist() == [[[0.0, 0.25], [0.5, 1.0]], [[0.0, 0.0], [0.0, 0.0]]]
 
 
 def test_a_map_on_one_mark_lights_one_and_spread_k_maps_favour_all_three():
