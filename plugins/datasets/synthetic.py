@@ -72,9 +72,8 @@ class Taxonomy:
             order: family ``f`` of every order has the same texture).
         family_period: ``(families,)`` texture period as a fraction of the image size.
         head_palette: ``(K, 3)`` float RGB of the head colours.
-        head_codes: ``(num_species, 2)`` (outer, inner) palette indices; all rows differ.
-        mark_codes: ``(MAX_PARTS, num_species, 2)`` the same for every species mark (row 0 is
-            ``head_codes``; each mark has its own code table, all rows of each differ).
+        mark_codes: ``(MAX_PARTS, num_species, 2)`` (outer, inner) palette indices of every
+            species mark (row 0: the head); each mark has its own code table, all rows of each differ.
     """
 
     orders: int
@@ -85,8 +84,12 @@ class Taxonomy:
     family_texture: np.ndarray
     family_period: np.ndarray
     head_palette: np.ndarray
-    head_codes: np.ndarray
     mark_codes: np.ndarray
+
+    @property
+    def head_codes(self) -> np.ndarray:
+        """``(num_species, 2)`` the head's (outer, inner) palette indices."""
+        return self.mark_codes[0]
 
     @property
     def num_species(self) -> int:
@@ -144,7 +147,6 @@ def build_taxonomy(orders: int, families: int, species: int) -> Taxonomy:
         family_texture,
         family_period,
         head_palette,
-        mark_codes[0],
         mark_codes,
     )
 
